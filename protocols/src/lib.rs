@@ -1,0 +1,2 @@
+//! Subprotocols for braid.
+#![forbid(unsafe_code)]
