@@ -1,0 +1,298 @@
+//! The two sides of the handshake as plain state, with no I/O: build packets, read
+//! packets, derive [`Secrets`]. The async driver and tests (with fixed keys and
+//! nonces from the public vectors) both use these.
+
+use rand::RngCore;
+use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+use secp256k1::{Message, PublicKey, SecretKey, SECP256K1};
+use sha3::{Digest, Keccak256};
+
+use super::crypt::ecdh_x;
+use super::packets::{
+    self, AckBody, AuthBody, WireFormat, HANDSHAKE_VERSION, LEGACY_ACK_LEN, LEGACY_AUTH_LEN,
+};
+use super::secrets::SecretsInput;
+use super::{HandshakeError, Secrets};
+use crate::node::NodeId;
+
+/// 32 random bytes for a nonce.
+fn random_nonce() -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    nonce
+}
+
+/// The message the initiator's ephemeral key signs: `static-shared-secret XOR nonce`.
+fn signed_message(static_shared: &[u8; 32], nonce: &[u8; 32]) -> Message {
+    Message::from_digest(std::array::from_fn(|i| static_shared[i] ^ nonce[i]))
+}
+
+fn node_pubkey(id: &NodeId) -> Result<PublicKey, HandshakeError> {
+    id.to_pubkey().ok_or(HandshakeError::InvalidPublicKey)
+}
+
+/// Tries the legacy layout first when the length fits it (EIP-8 §"recipient"),
+/// falling back to EIP-8; returns the plaintext and the format it was in.
+fn open_either(
+    our_key: &SecretKey,
+    packet: &[u8],
+    legacy_len: usize,
+) -> Result<(Vec<u8>, WireFormat), HandshakeError> {
+    if packet.len() == legacy_len {
+        match packets::open_legacy(our_key, packet) {
+            Ok(plain) => return Ok((plain, WireFormat::Legacy)),
+            // Only fall back if the bytes could be an EIP-8 packet at all; otherwise
+            // the legacy error (bad R, bad tag) is the one that explains the failure.
+            Err(e) if !packets::eip8_prefix_matches(packet) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok((packets::open_eip8(our_key, packet)?, WireFormat::Eip8))
+}
+
+/// The initiator (dialing) side.
+pub struct Initiator {
+    our_key: SecretKey,
+    remote_id: NodeId,
+    remote_pubkey: PublicKey,
+    ephemeral_key: SecretKey,
+    nonce: [u8; 32],
+}
+
+/// An ack the initiator has decrypted and parsed.
+#[derive(Debug, Clone)]
+pub struct ReceivedAck {
+    /// The format the ack came in.
+    pub format: WireFormat,
+    /// The decoded body.
+    pub body: AckBody,
+    remote_ephemeral: PublicKey,
+    packet: Vec<u8>,
+}
+
+impl ReceivedAck {
+    /// The ack exactly as received (incl. the size prefix for EIP-8).
+    pub fn packet(&self) -> &[u8] {
+        &self.packet
+    }
+}
+
+impl Initiator {
+    /// An initiator with the given ephemeral key and nonce (deterministic; for tests
+    /// use the vector keys). Fails if `remote_id` is not a curve point.
+    pub fn new(
+        our_key: &SecretKey,
+        remote_id: &NodeId,
+        ephemeral_key: SecretKey,
+        nonce: [u8; 32],
+    ) -> Result<Self, HandshakeError> {
+        Ok(Initiator {
+            our_key: *our_key,
+            remote_id: *remote_id,
+            remote_pubkey: node_pubkey(remote_id)?,
+            ephemeral_key,
+            nonce,
+        })
+    }
+
+    /// An initiator with a fresh random ephemeral key and nonce.
+    pub fn random(our_key: &SecretKey, remote_id: &NodeId) -> Result<Self, HandshakeError> {
+        let ephemeral = SecretKey::new(&mut rand::thread_rng());
+        Self::new(our_key, remote_id, ephemeral, random_nonce())
+    }
+
+    /// The signed auth body: the ephemeral key signs `static-shared XOR nonce`.
+    pub fn auth_body(&self) -> AuthBody {
+        let static_shared = ecdh_x(&self.remote_pubkey, &self.our_key);
+        let sig = SECP256K1.sign_ecdsa_recoverable(
+            &signed_message(&static_shared, &self.nonce),
+            &self.ephemeral_key,
+        );
+        let (recid, compact) = sig.serialize_compact();
+        let mut signature = [0u8; 65];
+        signature[..64].copy_from_slice(&compact);
+        signature[64] = match recid {
+            RecoveryId::Zero => 0,
+            RecoveryId::One => 1,
+            RecoveryId::Two => 2,
+            RecoveryId::Three => 3,
+        };
+        AuthBody {
+            signature,
+            initiator_id: NodeId::from_secret(&self.our_key),
+            nonce: self.nonce,
+            version: HANDSHAKE_VERSION,
+        }
+    }
+
+    /// A complete EIP-8 auth packet (size prefix included), randomly padded.
+    /// Keep the exact bytes: [`Initiator::secrets`] needs them.
+    pub fn auth_packet(&self) -> Result<Vec<u8>, HandshakeError> {
+        packets::seal_eip8(&self.remote_pubkey, &self.auth_body().to_rlp())
+    }
+
+    /// A legacy (pre-EIP-8) 307-byte auth packet, for talking to old peers and tests.
+    pub fn legacy_auth_packet(&self) -> Vec<u8> {
+        let ephemeral_id = NodeId::from_secret(&self.ephemeral_key);
+        let hash: [u8; 32] = Keccak256::digest(ephemeral_id.0).into();
+        packets::seal_legacy(&self.remote_pubkey, &self.auth_body().to_legacy(&hash))
+    }
+
+    /// Decrypts and parses an ack (EIP-8, or a legacy 210-byte ack).
+    pub fn read_ack(&self, packet: &[u8]) -> Result<ReceivedAck, HandshakeError> {
+        let (plain, format) = open_either(&self.our_key, packet, LEGACY_ACK_LEN)?;
+        let body = match format {
+            WireFormat::Legacy => AckBody::from_legacy(&plain)?,
+            WireFormat::Eip8 => AckBody::from_rlp(&plain)?,
+        };
+        Ok(ReceivedAck {
+            format,
+            remote_ephemeral: node_pubkey(&body.ephemeral_id)?,
+            body,
+            packet: packet.to_vec(),
+        })
+    }
+
+    /// The session secrets, given our auth exactly as sent and the parsed ack.
+    pub fn secrets(&self, sent_auth: &[u8], ack: &ReceivedAck) -> Secrets {
+        Secrets::derive(SecretsInput {
+            ephemeral_shared: ecdh_x(&ack.remote_ephemeral, &self.ephemeral_key),
+            initiator_nonce: &self.nonce,
+            recipient_nonce: &ack.body.nonce,
+            we_initiated: true,
+            sent: sent_auth,
+            received: &ack.packet,
+            remote_id: self.remote_id,
+        })
+    }
+}
+
+/// The recipient (listening) side.
+pub struct Recipient {
+    our_key: SecretKey,
+    ephemeral_key: SecretKey,
+    nonce: [u8; 32],
+}
+
+/// An auth the recipient has decrypted, parsed and whose signature it checked.
+#[derive(Debug, Clone)]
+pub struct ReceivedAuth {
+    /// The format the auth came in; the ack must use the same one.
+    pub format: WireFormat,
+    /// The decoded body.
+    pub body: AuthBody,
+    remote_pubkey: PublicKey,
+    remote_ephemeral: PublicKey,
+    packet: Vec<u8>,
+}
+
+impl ReceivedAuth {
+    /// The initiator's static node id (authenticated by the handshake once the
+    /// initiator proves it can read our ack).
+    pub fn remote_id(&self) -> NodeId {
+        self.body.initiator_id
+    }
+
+    /// The initiator's ephemeral node id, recovered from the signature.
+    pub fn remote_ephemeral_id(&self) -> NodeId {
+        NodeId::from_pubkey(&self.remote_ephemeral)
+    }
+
+    /// The auth exactly as received (incl. the size prefix for EIP-8).
+    pub fn packet(&self) -> &[u8] {
+        &self.packet
+    }
+}
+
+impl Recipient {
+    /// A recipient with the given ephemeral key and nonce (deterministic; for tests).
+    pub fn new(our_key: &SecretKey, ephemeral_key: SecretKey, nonce: [u8; 32]) -> Self {
+        Recipient {
+            our_key: *our_key,
+            ephemeral_key,
+            nonce,
+        }
+    }
+
+    /// A recipient with a fresh random ephemeral key and nonce.
+    pub fn random(our_key: &SecretKey) -> Self {
+        let ephemeral = SecretKey::new(&mut rand::thread_rng());
+        Self::new(our_key, ephemeral, random_nonce())
+    }
+
+    /// Decrypts and parses an auth (EIP-8, or a legacy 307-byte auth) and recovers
+    /// the initiator's ephemeral key from its signature.
+    pub fn read_auth(&self, packet: &[u8]) -> Result<ReceivedAuth, HandshakeError> {
+        let (plain, format) = open_either(&self.our_key, packet, LEGACY_AUTH_LEN)?;
+        let (body, ephemeral_hash) = match format {
+            WireFormat::Legacy => {
+                let (body, hash) = AuthBody::from_legacy(&plain)?;
+                (body, Some(hash))
+            }
+            WireFormat::Eip8 => (AuthBody::from_rlp(&plain)?, None),
+        };
+        let remote_pubkey = node_pubkey(&body.initiator_id)?;
+        let static_shared = ecdh_x(&remote_pubkey, &self.our_key);
+
+        let (recid_byte, compact) = body
+            .signature
+            .split_last()
+            .ok_or(HandshakeError::InvalidSignature)?;
+        let recid = RecoveryId::try_from(i32::from(*recid_byte))
+            .map_err(|_| HandshakeError::InvalidSignature)?;
+        let sig = RecoverableSignature::from_compact(compact, recid)
+            .map_err(|_| HandshakeError::InvalidSignature)?;
+        let remote_ephemeral = SECP256K1
+            .recover_ecdsa(&signed_message(&static_shared, &body.nonce), &sig)
+            .map_err(|_| HandshakeError::InvalidSignature)?;
+
+        if let Some(hash) = ephemeral_hash {
+            let actual: [u8; 32] =
+                Keccak256::digest(NodeId::from_pubkey(&remote_ephemeral).0).into();
+            if actual != hash {
+                return Err(HandshakeError::Malformed(
+                    "legacy auth ephemeral-key hash mismatch",
+                ));
+            }
+        }
+        Ok(ReceivedAuth {
+            format,
+            body,
+            remote_pubkey,
+            remote_ephemeral,
+            packet: packet.to_vec(),
+        })
+    }
+
+    /// The ack body we answer with.
+    pub fn ack_body(&self) -> AckBody {
+        AckBody {
+            ephemeral_id: NodeId::from_secret(&self.ephemeral_key),
+            nonce: self.nonce,
+            version: HANDSHAKE_VERSION,
+        }
+    }
+
+    /// A complete ack packet in the auth's format (EIP-8 padded and prefixed, or
+    /// legacy 210 bytes). Keep the exact bytes: [`Recipient::secrets`] needs them.
+    pub fn ack_packet(&self, auth: &ReceivedAuth) -> Result<Vec<u8>, HandshakeError> {
+        let body = self.ack_body();
+        match auth.format {
+            WireFormat::Eip8 => packets::seal_eip8(&auth.remote_pubkey, &body.to_rlp()),
+            WireFormat::Legacy => Ok(packets::seal_legacy(&auth.remote_pubkey, &body.to_legacy())),
+        }
+    }
+
+    /// The session secrets, given the parsed auth and our ack exactly as sent.
+    pub fn secrets(&self, auth: &ReceivedAuth, sent_ack: &[u8]) -> Secrets {
+        Secrets::derive(SecretsInput {
+            ephemeral_shared: ecdh_x(&auth.remote_ephemeral, &self.ephemeral_key),
+            initiator_nonce: &auth.body.nonce,
+            recipient_nonce: &self.nonce,
+            we_initiated: false,
+            sent: sent_ack,
+            received: &auth.packet,
+            remote_id: auth.body.initiator_id,
+        })
+    }
+}
