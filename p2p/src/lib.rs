@@ -19,3 +19,4 @@ pub mod ecies;
 pub mod frame;
 pub mod message;
 pub mod node;
+pub mod session;
