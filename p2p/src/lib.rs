@@ -19,4 +19,7 @@ pub mod ecies;
 pub mod frame;
 pub mod message;
 pub mod node;
+pub mod peer;
+pub mod protocol;
+pub mod server;
 pub mod session;

@@ -1,0 +1,106 @@
+//! Server configuration with go-ethereum's defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secp256k1::SecretKey;
+
+use super::limits::IpNet;
+use crate::node::{Enode, NodeId};
+use crate::peer::PeerConfig;
+use crate::protocol::Protocol;
+
+/// Everything a [`super::Server`] needs.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The node key (identity).
+    pub key: SecretKey,
+    /// Where to listen; `None` for a dial-only node.
+    pub listen_addr: Option<SocketAddr>,
+    /// Client id sent in Hello.
+    pub client_id: String,
+    /// Subprotocols offered to every peer.
+    pub protocols: Vec<Protocol>,
+    /// Most peers at once (trusted peers are exempt). go-ethereum's node default: 50.
+    pub max_peers: usize,
+    /// One in `dial_ratio` peer slots is kept for outbound connections (default 3); the rest
+    /// take inbound connections. 0 means no reservation.
+    pub dial_ratio: usize,
+    /// Most connections in their handshakes at once.
+    pub max_pending: usize,
+    /// Peers we always keep dialing, with exponential backoff.
+    pub static_peers: Vec<Enode>,
+    /// Peers admitted past every limit.
+    pub trusted_peers: Vec<NodeId>,
+    /// Minimum time between inbound connections from one (non-loopback) IP; zero disables.
+    pub inbound_throttle: Duration,
+    /// If set, only these networks may connect or be dialed.
+    pub allow_list: Option<Vec<IpNet>>,
+    /// Encryption handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Hello exchange deadline.
+    pub hello_timeout: Duration,
+    /// TCP connect deadline for dials.
+    pub dial_timeout: Duration,
+    /// First redial delay for static peers (doubles per failure).
+    pub static_backoff_min: Duration,
+    /// Longest redial delay for static peers.
+    pub static_backoff_max: Duration,
+    /// Per-peer timers and limits.
+    pub peer: PeerConfig,
+    /// Publish a message event for every message sent and received.
+    pub enable_msg_events: bool,
+    /// Capacity of the event stream; slow subscribers miss events past it.
+    pub event_capacity: usize,
+    /// Listen port announced in Hello (legacy field); defaults to the bound port.
+    pub announce_port: Option<u16>,
+}
+
+impl ServerConfig {
+    /// A configuration with defaults, listening on `listen_addr`.
+    pub fn new(key: SecretKey, listen_addr: Option<SocketAddr>) -> Self {
+        ServerConfig {
+            key,
+            listen_addr,
+            client_id: format!("braid/v{}", env!("CARGO_PKG_VERSION")),
+            protocols: Vec::new(),
+            max_peers: 50,
+            dial_ratio: 3,
+            max_pending: 50,
+            static_peers: Vec::new(),
+            trusted_peers: Vec::new(),
+            inbound_throttle: Duration::from_secs(30),
+            allow_list: None,
+            handshake_timeout: crate::conn::DEFAULT_HANDSHAKE_TIMEOUT,
+            hello_timeout: crate::session::DEFAULT_HELLO_TIMEOUT,
+            dial_timeout: Duration::from_secs(15),
+            static_backoff_min: Duration::from_secs(1),
+            static_backoff_max: Duration::from_secs(300),
+            peer: PeerConfig::default(),
+            enable_msg_events: false,
+            event_capacity: 1024,
+            announce_port: None,
+        }
+    }
+
+    /// Add a protocol.
+    pub fn protocol(mut self, p: Protocol) -> Self {
+        self.protocols.push(p);
+        self
+    }
+
+    /// Slots for outbound connections.
+    pub fn max_dialed(&self) -> usize {
+        if self.dial_ratio == 0 {
+            return 0;
+        }
+        (self.max_peers / self.dial_ratio)
+            .max(1)
+            .min(self.max_peers)
+    }
+
+    /// Slots for inbound connections.
+    pub fn max_inbound(&self) -> usize {
+        self.max_peers - self.max_dialed()
+    }
+}

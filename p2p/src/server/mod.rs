@@ -1,0 +1,641 @@
+//! The node: owns the key, listens, dials (static peers with backoff), admits peers
+//! within limits, runs each as a [`Peer`], and publishes peer events.
+//!
+//! Connection setup, in go-ethereum's order: TCP accept (pending-handshake slots,
+//! allow-list, per-IP throttle) or dial; encryption handshake; the admission checkpoint
+//! (self, already connected, too many peers: refused with a Disconnect *instead of* a
+//! Hello); Hello exchange; capability matching (useless peer); the peer runs.
+
+mod config;
+mod limits;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::base::{DisconnectReason, Hello, BASE_PROTOCOL_VERSION};
+use crate::conn::{Conn, ConnError};
+use crate::node::{Enode, NodeId};
+use crate::peer::{CloseReason, Direction, MessageEvent, Peer, PeerError, PeerInfo, PeerSnapshot};
+use crate::session::{exchange_hello, send_disconnect, SessionError};
+
+pub use config::ServerConfig;
+use limits::InboundThrottle;
+pub use limits::{IpNet, IpNetError};
+
+/// Errors of the server and of single connection attempts.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TCP connect failed or timed out.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The address is not on the allow-list.
+    #[error("{0} is not on the allow-list")]
+    NotAllowed(std::net::IpAddr),
+    /// The encryption handshake failed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The Hello exchange failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The admission checkpoint refused the connection (the reason was sent).
+    #[error("connection refused: {0}")]
+    Refused(DisconnectReason),
+    /// No shared capability (useless peer was sent).
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+/// What happened to a peer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PeerEvent {
+    /// A peer was admitted and its protocols started.
+    Added {
+        /// Node id (hex).
+        id: String,
+        /// Remote address.
+        addr: Option<SocketAddr>,
+        /// Who dialed.
+        direction: Direction,
+        /// Protocols running ("name/version").
+        protocols: Vec<String>,
+    },
+    /// A peer ended.
+    Dropped {
+        /// Node id (hex).
+        id: String,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A message was sent or received (only when message events are enabled).
+    Message(MessageEvent),
+}
+
+/// A serializable description of this node (go-ethereum's NodeInfo).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    /// Node id (hex).
+    pub id: String,
+    /// Client id.
+    pub client_id: String,
+    /// Enode URL, when listening.
+    pub enode: Option<String>,
+    /// Bound address, when listening.
+    pub listen_addr: Option<SocketAddr>,
+    /// Peers connected now.
+    pub peers: usize,
+    /// Each protocol's node-info hook ("name/version" → value).
+    pub protocols: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+enum Slot {
+    /// Passed the checkpoint, Hello exchange under way.
+    Pending(Direction),
+    Active(Peer),
+}
+
+impl Slot {
+    fn direction(&self) -> Direction {
+        match self {
+            Slot::Pending(d) => *d,
+            Slot::Active(p) => p.direction(),
+        }
+    }
+}
+
+struct State {
+    peers: HashMap<NodeId, Slot>,
+    trusted: HashSet<NodeId>,
+    statics: HashMap<NodeId, CancellationToken>,
+    throttle: InboundThrottle,
+}
+
+struct Inner {
+    config: ServerConfig,
+    id: NodeId,
+    local_addr: Option<SocketAddr>,
+    state: Mutex<State>,
+    events: broadcast::Sender<PeerEvent>,
+    msg_events: Option<broadcast::Sender<MessageEvent>>,
+    pending: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("id", &self.inner.id)
+            .field("local_addr", &self.inner.local_addr)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Bind the listener (if any), start accepting and dialing static peers.
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let listener = match config.listen_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let msg_events = config.enable_msg_events.then(|| {
+            let (tx, _) = broadcast::channel(config.event_capacity.max(1));
+            tx
+        });
+        let inner = Arc::new(Inner {
+            id: NodeId::from_secret(&config.key),
+            local_addr,
+            state: Mutex::new(State {
+                peers: HashMap::new(),
+                trusted: config.trusted_peers.iter().copied().collect(),
+                statics: HashMap::new(),
+                throttle: InboundThrottle::new(config.inbound_throttle, 4096),
+            }),
+            events,
+            msg_events,
+            pending: Arc::new(Semaphore::new(config.max_pending.max(1))),
+            shutdown: CancellationToken::new(),
+            tasks: Mutex::new(JoinSet::new()),
+            config,
+        });
+        let server = Server { inner };
+        if let Some(listener) = listener {
+            let s = server.clone();
+            let span = info_span!("listener", addr = ?local_addr);
+            server.spawn(async move { s.accept_loop(listener).await }.instrument(span));
+        }
+        if let Some(msg_events) = server.inner.msg_events.clone() {
+            // Forward message events into the one peer-event stream.
+            let events = server.inner.events.clone();
+            let mut rx = msg_events.subscribe();
+            let stop = server.inner.shutdown.clone();
+            server.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        ev = rx.recv() => match ev {
+                            Ok(ev) => { let _ = events.send(PeerEvent::Message(ev)); }
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        }
+                    }
+                }
+            });
+        }
+        for enode in server.inner.config.static_peers.clone() {
+            server.add_static(enode);
+        }
+        info!(id = %server.inner.id, addr = ?local_addr, "server started");
+        Ok(server)
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = lock(&self.inner.tasks);
+        // Reap finished tasks so the set stays small.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The bound listen address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// This node's enode URL (when listening).
+    pub fn enode(&self) -> Option<Enode> {
+        self.inner.local_addr.map(|addr| Enode {
+            id: self.inner.id,
+            ip: addr.ip(),
+            tcp_port: addr.port(),
+            udp_port: addr.port(),
+        })
+    }
+
+    /// Subscribe to peer events. Slow subscribers miss events beyond the configured capacity.
+    pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The peers running now.
+    pub fn peers(&self) -> Vec<Peer> {
+        lock(&self.inner.state)
+            .peers
+            .values()
+            .filter_map(|s| match s {
+                Slot::Active(p) => Some(p.clone()),
+                Slot::Pending(_) => None,
+            })
+            .collect()
+    }
+
+    /// How many peers are running.
+    pub fn peer_count(&self) -> usize {
+        self.peers().len()
+    }
+
+    /// One peer by id.
+    pub fn peer(&self, id: &NodeId) -> Option<Peer> {
+        match lock(&self.inner.state).peers.get(id) {
+            Some(Slot::Active(p)) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    /// A serializable description of this node.
+    pub fn node_info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.inner.id.to_string(),
+            client_id: self.inner.config.client_id.clone(),
+            enode: self.enode().map(|e| e.to_string()),
+            listen_addr: self.inner.local_addr,
+            peers: self.peer_count(),
+            protocols: self
+                .inner
+                .config
+                .protocols
+                .iter()
+                .map(|p| {
+                    let info = p.node_info().unwrap_or(serde_json::Value::Null);
+                    (p.capability().to_string(), info)
+                })
+                .collect(),
+        }
+    }
+
+    /// Serializable snapshots of every peer.
+    pub fn peers_info(&self) -> Vec<PeerSnapshot> {
+        self.peers()
+            .iter()
+            .map(|p| p.snapshot(&self.inner.config.protocols))
+            .collect()
+    }
+
+    /// Mark a node as trusted (admitted past every limit).
+    pub fn add_trusted(&self, id: NodeId) {
+        lock(&self.inner.state).trusted.insert(id);
+    }
+
+    /// Remove a node from the trusted set.
+    pub fn remove_trusted(&self, id: &NodeId) {
+        lock(&self.inner.state).trusted.remove(id);
+    }
+
+    /// Keep a connection to `enode` up: dial it now and again whenever it drops, with
+    /// exponential backoff between failed attempts.
+    pub fn add_static(&self, enode: Enode) {
+        let token = self.inner.shutdown.child_token();
+        {
+            let mut state = lock(&self.inner.state);
+            if state.statics.contains_key(&enode.id) {
+                return;
+            }
+            state.statics.insert(enode.id, token.clone());
+        }
+        let s = self.clone();
+        let span = info_span!("static", peer = %hex::encode(&enode.id.0[..8]));
+        self.spawn(async move { s.static_loop(enode, token).await }.instrument(span));
+    }
+
+    /// Stop redialing a static peer (an existing connection stays up).
+    pub fn remove_static(&self, id: &NodeId) {
+        if let Some(token) = lock(&self.inner.state).statics.remove(id) {
+            token.cancel();
+        }
+    }
+
+    async fn static_loop(&self, enode: Enode, stop: CancellationToken) {
+        let cfg = &self.inner.config;
+        let mut backoff = cfg.static_backoff_min;
+        loop {
+            let connected = self.peer(&enode.id);
+            let wait = match connected {
+                Some(peer) => {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = peer.closed() => {}
+                    }
+                    backoff = cfg.static_backoff_min;
+                    backoff
+                }
+                None => match self.dial(&enode).await {
+                    Ok(_) => {
+                        backoff = cfg.static_backoff_min;
+                        continue;
+                    }
+                    Err(ServerError::ShuttingDown) => return,
+                    Err(ServerError::Refused(DisconnectReason::AlreadyConnected)) => backoff,
+                    Err(e) => {
+                        debug!(error = %e, ?backoff, "static dial failed");
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(cfg.static_backoff_max);
+                        wait
+                    }
+                },
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Dial `enode` once and run it as a peer.
+    pub async fn dial(&self, enode: &Enode) -> Result<Peer, ServerError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(ServerError::ShuttingDown);
+        }
+        let addr = enode.socket_addr();
+        self.check_allowed(addr.ip())?;
+        let cfg = &self.inner.config;
+        let stream = match tokio::time::timeout(cfg.dial_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => return Err(ServerError::Connect { addr, source }),
+            Err(_) => {
+                let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+                return Err(ServerError::Connect { addr, source });
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn::initiate(stream, &cfg.key, &enode.id, cfg.handshake_timeout).await?;
+        self.setup(conn, Some(addr), Direction::Outbound).await
+    }
+
+    fn check_allowed(&self, ip: std::net::IpAddr) -> Result<(), ServerError> {
+        match &self.inner.config.allow_list {
+            Some(list) if !list.iter().any(|net| net.contains(ip)) => {
+                Err(ServerError::NotAllowed(ip))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn accept_loop(self, listener: TcpListener) {
+        loop {
+            // Bound the handshakes in flight: wait for a slot before accepting more.
+            let permit = tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                p = self.inner.pending.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let (stream, addr) = tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = self.check_allowed(addr.ip()) {
+                debug!(%addr, error = %e, "refusing inbound connection");
+                continue;
+            }
+            if !lock(&self.inner.state)
+                .throttle
+                .admit(addr.ip(), Instant::now())
+            {
+                debug!(%addr, "refusing inbound connection: throttled");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let s = self.clone();
+            let span = info_span!("inbound", %addr);
+            self.spawn(
+                async move {
+                    let cfg = &s.inner.config;
+                    let conn = match Conn::accept(stream, &cfg.key, cfg.handshake_timeout).await {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            debug!(error = %e, "inbound handshake failed");
+                            return;
+                        }
+                    };
+                    drop(permit);
+                    if let Err(e) = s.setup(conn, Some(addr), Direction::Inbound).await {
+                        debug!(error = %e, "inbound peer refused");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// The admission checkpoint: reserve a slot for `id` or say why not.
+    fn checkpoint(&self, id: NodeId, direction: Direction) -> Result<bool, DisconnectReason> {
+        if id == self.inner.id {
+            return Err(DisconnectReason::ConnectedToSelf);
+        }
+        let cfg = &self.inner.config;
+        let mut state = lock(&self.inner.state);
+        if self.inner.shutdown.is_cancelled() {
+            return Err(DisconnectReason::ClientQuitting);
+        }
+        if state.peers.contains_key(&id) {
+            return Err(DisconnectReason::AlreadyConnected);
+        }
+        let trusted = state.trusted.contains(&id);
+        if !trusted {
+            let untrusted = |d: Option<Direction>| {
+                state
+                    .peers
+                    .iter()
+                    .filter(|(pid, slot)| {
+                        !state.trusted.contains(pid) && d.is_none_or(|d| slot.direction() == d)
+                    })
+                    .count()
+            };
+            if untrusted(None) >= cfg.max_peers {
+                return Err(DisconnectReason::TooManyPeers);
+            }
+            if direction == Direction::Inbound
+                && untrusted(Some(Direction::Inbound)) >= cfg.max_inbound()
+            {
+                return Err(DisconnectReason::TooManyPeers);
+            }
+        }
+        state.peers.insert(id, Slot::Pending(direction));
+        Ok(trusted)
+    }
+
+    fn release(&self, id: &NodeId) {
+        let mut state = lock(&self.inner.state);
+        if matches!(state.peers.get(id), Some(Slot::Pending(_))) {
+            state.peers.remove(id);
+        }
+    }
+
+    async fn setup(
+        &self,
+        mut conn: Conn,
+        addr: Option<SocketAddr>,
+        direction: Direction,
+    ) -> Result<Peer, ServerError> {
+        let id = conn.remote_id;
+        let trusted = match self.checkpoint(id, direction) {
+            Ok(trusted) => trusted,
+            Err(reason) => {
+                // Refused before the protocol handshake: a Disconnect instead of a Hello.
+                send_disconnect(&mut conn.writer, reason).await;
+                let _ = conn.writer.shutdown().await;
+                return Err(if reason == DisconnectReason::ClientQuitting {
+                    ServerError::ShuttingDown
+                } else {
+                    ServerError::Refused(reason)
+                });
+            }
+        };
+        let result = self.run_peer(conn, addr, direction, trusted).await;
+        if result.is_err() {
+            self.release(&id);
+        }
+        result
+    }
+
+    async fn run_peer(
+        &self,
+        mut conn: Conn,
+        addr: Option<SocketAddr>,
+        direction: Direction,
+        trusted: bool,
+    ) -> Result<Peer, ServerError> {
+        let cfg = &self.inner.config;
+        let ours = Hello {
+            protocol_version: BASE_PROTOCOL_VERSION,
+            client_id: cfg.client_id.clone(),
+            capabilities: cfg.protocols.iter().map(|p| p.capability()).collect(),
+            listen_port: cfg
+                .announce_port
+                .or(self.inner.local_addr.map(|a| a.port()))
+                .unwrap_or(0),
+            id: self.inner.id.0.to_vec(),
+        };
+        let theirs = exchange_hello(&mut conn, &ours, cfg.hello_timeout).await?;
+        let info = PeerInfo {
+            id: conn.remote_id,
+            remote_addr: addr,
+            direction,
+            trusted,
+        };
+        let peer = Peer::start(
+            conn,
+            theirs,
+            &cfg.protocols,
+            info,
+            cfg.peer.clone(),
+            self.inner.msg_events.clone(),
+        )
+        .await?;
+        {
+            let mut state = lock(&self.inner.state);
+            state.peers.insert(peer.id(), Slot::Active(peer.clone()));
+        }
+        let _ = self.inner.events.send(PeerEvent::Added {
+            id: peer.id().to_string(),
+            addr,
+            direction,
+            protocols: peer
+                .protocols()
+                .iter()
+                .map(|c| format!("{}/{}", c.name, c.version))
+                .collect(),
+        });
+        info!(peer = %hex::encode(&peer.id().0[..8]), ?addr, ?direction, client = peer.client_id(), "peer added");
+        let s = self.clone();
+        let watched = peer.clone();
+        self.spawn(async move {
+            let reason = watched.closed().await;
+            {
+                let mut state = lock(&s.inner.state);
+                // Only remove our own entry: a newer connection may have taken the id.
+                if matches!(state.peers.get(&watched.id()), Some(Slot::Active(p)) if p.same(&watched)) {
+                    state.peers.remove(&watched.id());
+                }
+            }
+            info!(peer = %hex::encode(&watched.id().0[..8]), %reason, "peer dropped");
+            let _ = s.inner.events.send(PeerEvent::Dropped {
+                id: watched.id().to_string(),
+                reason,
+            });
+        });
+        Ok(peer)
+    }
+
+    /// Stop: close the listener, stop dialing, send every peer "client quitting" (0x08) and
+    /// wait (bounded) until all peer tasks have ended.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let peers = self.peers();
+        for peer in &peers {
+            peer.disconnect(DisconnectReason::ClientQuitting);
+        }
+        let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
+        for peer in &peers {
+            if tokio::time::timeout(grace, peer.closed()).await.is_err() {
+                warn!(peer = ?peer.id(), "peer did not close in time");
+            }
+        }
+        let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+        if tokio::time::timeout(Duration::from_secs(2), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tasks.shutdown().await;
+        }
+        info!("server stopped");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps half-updated in a way that
+    // matters more than stopping the node would, so keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
