@@ -1,2 +1,4 @@
 //! Subprotocols for braid.
 #![forbid(unsafe_code)]
+
+pub mod bitcoin;
