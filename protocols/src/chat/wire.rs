@@ -123,8 +123,9 @@ mod tests {
             text: "hi".into(),
         };
         let enc = say.encode();
-        // list(23 bytes): 0x90 + 16 id bytes, 0x83 "ann", 0x82 "hi"
-        assert_eq!(enc[0], 0xd7);
+        // A 24-byte list: 0x90 + 16 id bytes, 0x83 "ann", 0x82 "hi".
+        assert_eq!(enc.len(), 25);
+        assert_eq!(enc[0], 0xc0 + 24);
         assert_eq!(&enc[1..3], &[0x90, 7]);
         assert_eq!(Say::decode(&enc).unwrap(), say);
     }
