@@ -18,6 +18,9 @@ use rlp::{Rlp, RlpStream};
 /// matters for a payload of exactly 16 MiB, which no real protocol sends.
 pub const MAX_DECOMPRESSED_SIZE: usize = 16 * 1024 * 1024;
 
+/// Compression scratch kept between messages (reth keeps at most 256 KiB likewise).
+const RETAINED_SCRATCH: usize = 256 * 1024;
+
 /// Why frame-data could not be turned into (or made from) a message.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -143,6 +146,10 @@ impl Snappy {
         }
         if self.compressed.len() < bound {
             self.compressed.resize(bound, 0);
+        } else if self.compressed.len() > RETAINED_SCRATCH && bound <= RETAINED_SCRATCH {
+            // One large message must not pin a 16 MiB scratch buffer for the life of the
+            // connection: fall back to the everyday size once messages are small again.
+            self.compressed = vec![0; RETAINED_SCRATCH];
         }
         let n = self
             .encoder
@@ -184,5 +191,25 @@ impl Snappy {
                 Err(MessageError::Snappy(e.to_string()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_shrinks_back_after_a_large_message() {
+        let mut snappy = Snappy::new();
+        let big: Vec<u8> = (0..4 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        snappy.compress(&big).unwrap();
+        assert!(snappy.compressed.len() > RETAINED_SCRATCH);
+        let small = snappy.compress(b"\xc3\x01\x02\x03").unwrap().to_vec();
+        assert!(snappy.compressed.len() <= RETAINED_SCRATCH);
+        // And it still compresses correctly.
+        let round = snappy.decompress(&small, 1024).unwrap();
+        assert_eq!(&round[..], b"\xc3\x01\x02\x03");
     }
 }
