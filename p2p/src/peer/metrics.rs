@@ -127,7 +127,30 @@ pub struct ProtocolTraffic {
     pub per_code: Vec<CodeTraffic>,
 }
 
+impl Traffic {
+    fn add(&mut self, other: &Traffic) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+    }
+}
+
 impl ProtocolTraffic {
+    /// Add `other`'s counts (same protocol) into these.
+    pub fn merge(&mut self, other: &ProtocolTraffic) {
+        self.ingress.add(&other.ingress);
+        self.egress.add(&other.egress);
+        for code in &other.per_code {
+            match self.per_code.iter_mut().find(|c| c.code == code.code) {
+                Some(mine) => {
+                    mine.ingress.add(&code.ingress);
+                    mine.egress.add(&code.egress);
+                }
+                None => self.per_code.push(code.clone()),
+            }
+        }
+        self.per_code.sort_by_key(|c| c.code);
+    }
+
     /// Traffic of one code, zero if none.
     pub fn code(&self, code: u64) -> CodeTraffic {
         self.per_code

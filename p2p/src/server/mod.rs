@@ -24,7 +24,9 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::base::{DisconnectReason, Hello, BASE_PROTOCOL_VERSION};
 use crate::conn::{Conn, ConnError};
 use crate::node::{Enode, NodeId};
-use crate::peer::{CloseReason, Direction, MessageEvent, Peer, PeerError, PeerInfo, PeerSnapshot};
+use crate::peer::{
+    CloseReason, Direction, MessageEvent, Peer, PeerError, PeerInfo, PeerSnapshot, ProtocolTraffic,
+};
 use crate::session::{exchange_hello, send_disconnect, SessionError};
 
 pub use config::ServerConfig;
@@ -143,6 +145,8 @@ struct Inner {
     events: broadcast::Sender<PeerEvent>,
     msg_events: Option<broadcast::Sender<MessageEvent>>,
     pending: Arc<Semaphore>,
+    /// Traffic of peers that have ended, per protocol name and version.
+    finished_traffic: Mutex<Vec<ProtocolTraffic>>,
     shutdown: CancellationToken,
     tasks: Mutex<JoinSet<()>>,
 }
@@ -191,6 +195,7 @@ impl Server {
             events,
             msg_events,
             pending: Arc::new(Semaphore::new(config.max_pending.max(1))),
+            finished_traffic: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
             config,
@@ -310,6 +315,16 @@ impl Server {
             .iter()
             .map(|p| p.snapshot(&self.inner.config.protocols))
             .collect()
+    }
+
+    /// Node-wide traffic per protocol and per code, ingress and egress, over every peer
+    /// this server has run (live and ended).
+    pub fn traffic(&self) -> Vec<ProtocolTraffic> {
+        let mut totals = lock(&self.inner.finished_traffic).clone();
+        for peer in self.peers() {
+            merge_into(&mut totals, &peer.traffic());
+        }
+        totals
     }
 
     /// Mark a node as trusted (admitted past every limit).
@@ -591,6 +606,7 @@ impl Server {
         let watched = peer.clone();
         self.spawn(async move {
             let reason = watched.closed().await;
+            merge_into(&mut lock(&s.inner.finished_traffic), &watched.traffic());
             {
                 let mut state = lock(&s.inner.state);
                 // Only remove our own entry: a newer connection may have taken the id.
@@ -631,6 +647,18 @@ impl Server {
             tasks.shutdown().await;
         }
         info!("server stopped");
+    }
+}
+
+fn merge_into(totals: &mut Vec<ProtocolTraffic>, traffic: &[ProtocolTraffic]) {
+    for t in traffic {
+        match totals
+            .iter_mut()
+            .find(|x| x.name == t.name && x.version == t.version)
+        {
+            Some(total) => total.merge(t),
+            None => totals.push(t.clone()),
+        }
     }
 }
 
