@@ -1,0 +1,180 @@
+//! Small helpers the examples share: logging to stderr, one-line fatal errors, the key
+//! flags, and a human-readable peer table. Not an example in itself.
+
+// Each example compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use p2p::node::{NodeId, NodeKey, NodeKeyError};
+use p2p::peer::Direction;
+use p2p::server::Server;
+use tokio::sync::mpsc;
+
+/// Typed lines waiting for the program; the reader thread blocks beyond this.
+const INPUT_QUEUE: usize = 64;
+
+/// Logs (tracing) go to stderr so stdout stays the program's own output, and only when
+/// `RUST_LOG` is set (e.g. `RUST_LOG=p2p=debug`): without it a failing run prints its one
+/// `error:` line and nothing else.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Bad command line: `--help`/`--version` print as usual; anything else becomes the one
+/// `error: ...` line clap puts first (its usage hints would only bury it), exit code 2.
+pub fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("error: {first}");
+    ExitCode::from(2)
+}
+
+/// A fatal error: exactly one line on stderr and exit code 1 (no panic, no backtrace).
+pub fn fatal(e: impl std::fmt::Display) -> ExitCode {
+    let text = e.to_string();
+    eprintln!("error: {}", text.lines().collect::<Vec<_>>().join("; "));
+    ExitCode::FAILURE
+}
+
+/// The node key from `--key HEX`, or `--nodekey FILE` (created if missing), or a fresh one.
+pub fn node_key(
+    key_hex: Option<&str>,
+    key_file: Option<&std::path::Path>,
+) -> Result<NodeKey, NodeKeyError> {
+    match (key_hex, key_file) {
+        (Some(hex), _) => NodeKey::from_hex(hex.trim()),
+        (None, Some(path)) => NodeKey::load_or_create(path),
+        (None, None) => Ok(NodeKey::generate()),
+    }
+}
+
+/// The first 8 hex characters of a node id: enough to tell peers apart on screen.
+pub fn short_id(id: &NodeId) -> String {
+    hex::encode(&id.as_bytes()[..4])
+}
+
+/// The same for an id already in hex (as in peer events).
+pub fn short_hex(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// Text from the network may hold terminal escapes: show control characters as `�`.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// `1234` -> `1.2 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A table of the server's peers: id prefix, address, direction, client, protocols, and
+/// traffic in and out (messages and bytes on the wire, all protocols including p2p).
+pub fn peer_table(server: &Server) -> String {
+    let mut peers = server.peers();
+    peers.sort_by_key(|p| p.id().0);
+    let mut rows = vec![[
+        "ID".to_string(),
+        "ADDRESS".into(),
+        "DIR".into(),
+        "CLIENT".into(),
+        "PROTOCOLS".into(),
+        "IN".into(),
+        "OUT".into(),
+    ]];
+    for peer in &peers {
+        let (mut in_msgs, mut in_bytes, mut out_msgs, mut out_bytes) = (0, 0, 0, 0);
+        for t in peer.traffic() {
+            in_msgs += t.ingress.messages;
+            in_bytes += t.ingress.bytes;
+            out_msgs += t.egress.messages;
+            out_bytes += t.egress.bytes;
+        }
+        let protocols: Vec<String> = peer
+            .protocols()
+            .iter()
+            .map(|c| format!("{}/{}", c.name, c.version))
+            .collect();
+        rows.push([
+            short_id(&peer.id()),
+            peer.remote_addr()
+                .map_or_else(|| "-".into(), |a| a.to_string()),
+            match peer.direction() {
+                Direction::Inbound => "in".into(),
+                Direction::Outbound => "out".into(),
+            },
+            printable(peer.client_id()),
+            protocols.join(","),
+            format!("{in_msgs} msg {}", human_bytes(in_bytes)),
+            format!("{out_msgs} msg {}", human_bytes(out_bytes)),
+        ]);
+    }
+    if peers.is_empty() {
+        return "(no peers)".into();
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|col| {
+            rows.iter()
+                .map(|r| r[col].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out.trim_end().to_string()
+}
+
+/// Lines from stdin, read on a plain thread: tokio's stdin would hold up exit while it
+/// waits for a line. The channel closes at end of input.
+pub fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
