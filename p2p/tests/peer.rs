@@ -95,6 +95,22 @@ fn idle_protocol(name: &str, length: u64) -> Protocol {
     })
 }
 
+/// A peer running one idle protocol `aa` of `length` codes, and its scripted remote.
+async fn idle_peer(length: u64) -> (Peer, Conn) {
+    setup(
+        vec![idle_protocol("aa", length)],
+        &[("aa", 1)],
+        PeerConfig::default(),
+    )
+    .await
+}
+
+/// The remote is told `reason`, and the peer ends with it.
+async fn assert_ended_with(peer: &Peer, remote: &mut Conn, reason: DisconnectReason) {
+    assert_eq!(expect_disconnect(remote).await, reason);
+    assert_eq!(peer.closed().await.reason, reason);
+}
+
 #[tokio::test]
 async fn messages_route_by_offset_and_codes_are_relative() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
@@ -257,28 +273,14 @@ async fn erroring_protocol_sends_subprotocol_error() {
 
 #[tokio::test]
 async fn unknown_code_is_a_protocol_breach() {
-    let (peer, mut remote) = setup(
-        vec![idle_protocol("aa", 2)],
-        &[("aa", 1)],
-        PeerConfig::default(),
-    )
-    .await;
+    let (peer, mut remote) = idle_peer(2).await;
     remote.writer.write(16 + 2, &EMPTY_LIST).await.unwrap();
-    assert_eq!(
-        expect_disconnect(&mut remote).await,
-        DisconnectReason::ProtocolBreach
-    );
-    assert_eq!(peer.closed().await.reason, DisconnectReason::ProtocolBreach);
+    assert_ended_with(&peer, &mut remote, DisconnectReason::ProtocolBreach).await;
 }
 
 #[tokio::test]
 async fn reserved_base_codes_are_ignored() {
-    let (peer, mut remote) = setup(
-        vec![idle_protocol("aa", 2)],
-        &[("aa", 1)],
-        PeerConfig::default(),
-    )
-    .await;
+    let (peer, mut remote) = idle_peer(2).await;
     for code in 4..16 {
         remote.writer.write(code, &EMPTY_LIST).await.unwrap();
     }
@@ -289,12 +291,7 @@ async fn reserved_base_codes_are_ignored() {
 
 #[tokio::test]
 async fn remote_disconnect_is_reported_with_its_reason() {
-    let (peer, mut remote) = setup(
-        vec![idle_protocol("aa", 1)],
-        &[("aa", 1)],
-        PeerConfig::default(),
-    )
-    .await;
+    let (peer, mut remote) = idle_peer(1).await;
     remote
         .writer
         .write(DISCONNECT, &DisconnectReason::TooManyPeers.encode())
@@ -375,33 +372,19 @@ async fn byte_budget_counts_bytes_not_just_messages() {
 
 #[tokio::test(start_paused = true)]
 async fn no_pong_is_a_ping_timeout() {
-    let (peer, mut remote) = setup(
-        vec![idle_protocol("aa", 1)],
-        &[("aa", 1)],
-        PeerConfig::default(),
-    )
-    .await;
+    let (peer, mut remote) = idle_peer(1).await;
     let start = tokio::time::Instant::now();
     // The remote reads (and ignores) the ping, never answering.
     let first = read(&mut remote).await;
     assert_eq!(first.code, PING);
     assert!(start.elapsed() >= Duration::from_secs(15));
-    assert_eq!(
-        expect_disconnect(&mut remote).await,
-        DisconnectReason::PingTimeout
-    );
-    assert_eq!(peer.closed().await.reason, DisconnectReason::PingTimeout);
+    assert_ended_with(&peer, &mut remote, DisconnectReason::PingTimeout).await;
     assert!(start.elapsed() >= Duration::from_secs(30));
 }
 
 #[tokio::test(start_paused = true)]
 async fn answered_pings_keep_the_peer_alive() {
-    let (peer, mut remote) = setup(
-        vec![idle_protocol("aa", 1)],
-        &[("aa", 1)],
-        PeerConfig::default(),
-    )
-    .await;
+    let (peer, mut remote) = idle_peer(1).await;
     let start = tokio::time::Instant::now();
     while start.elapsed() < Duration::from_secs(120) {
         let msg = read(&mut remote).await;
@@ -413,12 +396,7 @@ async fn answered_pings_keep_the_peer_alive() {
 
 #[tokio::test]
 async fn pings_are_answered_up_to_the_rate_limit() {
-    let (peer, mut remote) = setup(
-        vec![idle_protocol("aa", 1)],
-        &[("aa", 1)],
-        PeerConfig::default(),
-    )
-    .await;
+    let (peer, mut remote) = idle_peer(1).await;
     for _ in 0..5 {
         remote.writer.write(PING, &EMPTY_LIST).await.unwrap();
         assert_eq!(read(&mut remote).await.code, PONG);
@@ -427,21 +405,12 @@ async fn pings_are_answered_up_to_the_rate_limit() {
     for _ in 0..3 {
         remote.writer.write(PING, &EMPTY_LIST).await.unwrap();
     }
-    assert_eq!(
-        expect_disconnect(&mut remote).await,
-        DisconnectReason::ProtocolBreach
-    );
-    assert_eq!(peer.closed().await.reason, DisconnectReason::ProtocolBreach);
+    assert_ended_with(&peer, &mut remote, DisconnectReason::ProtocolBreach).await;
 }
 
 #[tokio::test]
 async fn second_hello_is_a_breach() {
-    let (_peer, mut remote) = setup(
-        vec![idle_protocol("aa", 1)],
-        &[("aa", 1)],
-        PeerConfig::default(),
-    )
-    .await;
+    let (_peer, mut remote) = idle_peer(1).await;
     let kb = key();
     remote
         .writer
