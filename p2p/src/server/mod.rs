@@ -116,22 +116,32 @@ pub struct NodeInfo {
 }
 
 enum Slot {
-    /// Passed the checkpoint, Hello exchange under way.
-    Pending(Direction),
+    /// Its Hello proved the key; the peer is starting.
+    Claimed(Direction),
     Active(Peer),
 }
 
 impl Slot {
     fn direction(&self) -> Direction {
         match self {
-            Slot::Pending(d) => *d,
+            Slot::Claimed(d) => *d,
             Slot::Active(p) => p.direction(),
         }
     }
 }
 
+/// A connection past the checkpoint whose Hello has not arrived yet. It counts toward the
+/// peer limits but does not hold its node id: until a Hello frame passes its MAC the key
+/// is unproven (an auth can be replayed), so only [`Slot`]s decide "already connected".
+struct PendingConn {
+    direction: Direction,
+    trusted: bool,
+}
+
 struct State {
     peers: HashMap<NodeId, Slot>,
+    pending: HashMap<u64, PendingConn>,
+    next_conn: u64,
     trusted: HashSet<NodeId>,
     statics: HashMap<NodeId, CancellationToken>,
     throttle: InboundThrottle,
@@ -188,6 +198,8 @@ impl Server {
             local_addr,
             state: Mutex::new(State {
                 peers: HashMap::new(),
+                pending: HashMap::new(),
+                next_conn: 0,
                 trusted: config.trusted_peers.iter().copied().collect(),
                 statics: HashMap::new(),
                 throttle: InboundThrottle::new(config.inbound_throttle, 4096),
@@ -270,7 +282,7 @@ impl Server {
             .values()
             .filter_map(|s| match s {
                 Slot::Active(p) => Some(p.clone()),
-                Slot::Pending(_) => None,
+                Slot::Claimed(_) => None,
             })
             .collect()
     }
@@ -482,8 +494,14 @@ impl Server {
         }
     }
 
-    /// The admission checkpoint: reserve a slot for `id` or say why not.
-    fn checkpoint(&self, id: NodeId, direction: Direction) -> Result<bool, DisconnectReason> {
+    /// The admission checkpoint, right after the encryption handshake: count the connection
+    /// toward the limits or say why not. Returns the pending connection's ticket and whether
+    /// the remote is trusted.
+    fn checkpoint(
+        &self,
+        id: NodeId,
+        direction: Direction,
+    ) -> Result<(u64, bool), DisconnectReason> {
         if id == self.inner.id {
             return Err(DisconnectReason::ConnectedToSelf);
         }
@@ -497,31 +515,58 @@ impl Server {
         }
         let trusted = state.trusted.contains(&id);
         if !trusted {
-            let untrusted = |d: Option<Direction>| {
-                state
+            let count = |d: Option<Direction>| {
+                let slots = state
                     .peers
                     .iter()
                     .filter(|(pid, slot)| {
                         !state.trusted.contains(pid) && d.is_none_or(|d| slot.direction() == d)
                     })
-                    .count()
+                    .count();
+                let pending = state
+                    .pending
+                    .values()
+                    .filter(|p| !p.trusted && d.is_none_or(|d| p.direction == d))
+                    .count();
+                slots + pending
             };
-            if untrusted(None) >= cfg.max_peers {
+            if count(None) >= cfg.max_peers {
                 return Err(DisconnectReason::TooManyPeers);
             }
             if direction == Direction::Inbound
-                && untrusted(Some(Direction::Inbound)) >= cfg.max_inbound()
+                && count(Some(Direction::Inbound)) >= cfg.max_inbound()
             {
                 return Err(DisconnectReason::TooManyPeers);
             }
         }
-        state.peers.insert(id, Slot::Pending(direction));
-        Ok(trusted)
+        let ticket = state.next_conn;
+        state.next_conn += 1;
+        state
+            .pending
+            .insert(ticket, PendingConn { direction, trusted });
+        Ok((ticket, trusted))
     }
 
-    fn release(&self, id: &NodeId) {
+    /// After a valid Hello: turn the pending connection into the owner of `id`, unless
+    /// another connection of the same node got there first.
+    fn claim(&self, ticket: u64, id: NodeId, direction: Direction) -> Result<(), DisconnectReason> {
         let mut state = lock(&self.inner.state);
-        if matches!(state.peers.get(id), Some(Slot::Pending(_))) {
+        state.pending.remove(&ticket);
+        if self.inner.shutdown.is_cancelled() {
+            return Err(DisconnectReason::ClientQuitting);
+        }
+        if state.peers.contains_key(&id) {
+            return Err(DisconnectReason::AlreadyConnected);
+        }
+        state.peers.insert(id, Slot::Claimed(direction));
+        Ok(())
+    }
+
+    /// Forget a connection that failed before becoming a peer.
+    fn release(&self, ticket: u64, id: &NodeId) {
+        let mut state = lock(&self.inner.state);
+        state.pending.remove(&ticket);
+        if matches!(state.peers.get(id), Some(Slot::Claimed(_))) {
             state.peers.remove(id);
         }
     }
@@ -533,22 +578,18 @@ impl Server {
         direction: Direction,
     ) -> Result<Peer, ServerError> {
         let id = conn.remote_id;
-        let trusted = match self.checkpoint(id, direction) {
-            Ok(trusted) => trusted,
+        let (ticket, trusted) = match self.checkpoint(id, direction) {
+            Ok(admitted) => admitted,
             Err(reason) => {
                 // Refused before the protocol handshake: a Disconnect instead of a Hello.
                 send_disconnect(&mut conn.writer, reason).await;
                 let _ = conn.writer.shutdown().await;
-                return Err(if reason == DisconnectReason::ClientQuitting {
-                    ServerError::ShuttingDown
-                } else {
-                    ServerError::Refused(reason)
-                });
+                return Err(refused(reason));
             }
         };
-        let result = self.run_peer(conn, addr, direction, trusted).await;
+        let result = self.run_peer(conn, ticket, addr, direction, trusted).await;
         if result.is_err() {
-            self.release(&id);
+            self.release(ticket, &id);
         }
         result
     }
@@ -556,6 +597,7 @@ impl Server {
     async fn run_peer(
         &self,
         mut conn: Conn,
+        ticket: u64,
         addr: Option<SocketAddr>,
         direction: Direction,
         trusted: bool,
@@ -572,6 +614,11 @@ impl Server {
             id: self.inner.id.0.to_vec(),
         };
         let theirs = exchange_hello(&mut conn, &ours, cfg.hello_timeout).await?;
+        if let Err(reason) = self.claim(ticket, conn.remote_id, direction) {
+            send_disconnect(&mut conn.writer, reason).await;
+            let _ = conn.writer.shutdown().await;
+            return Err(refused(reason));
+        }
         let info = PeerInfo {
             id: conn.remote_id,
             remote_addr: addr,
@@ -647,6 +694,14 @@ impl Server {
             tasks.shutdown().await;
         }
         info!("server stopped");
+    }
+}
+
+fn refused(reason: DisconnectReason) -> ServerError {
+    if reason == DisconnectReason::ClientQuitting {
+        ServerError::ShuttingDown
+    } else {
+        ServerError::Refused(reason)
     }
 }
 
