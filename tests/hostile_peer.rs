@@ -1197,6 +1197,8 @@ async fn duplicate_connection() {
         .run("duplicate_connection", 16 * MIB, async move {
             let key = random_key();
             let mut first = Attacker::joined_with_key(addr, &id, &[("echo", 1)], key).await;
+            // A round trip proves the hub runs the first link's peer (its Hello is done too).
+            first.ping_pong().await;
             let mut second = Attacker::handshake(addr, &id, key).await;
             // Refused at the checkpoint: a Disconnect *instead of* the hub's Hello.
             let msg = second.recv(Duration::from_secs(2)).await.expect("refusal");
