@@ -178,3 +178,28 @@ pub fn stdin_lines() -> mpsc::Receiver<String> {
     });
     rx
 }
+
+/// A positive duration from the command line: a whole number with an optional unit,
+/// `ms`, `s` (the default) or `m`, e.g. `250ms`, `10s`, `10`, `2m`. For clap's
+/// `value_parser`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 250ms, 10s or 2m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}

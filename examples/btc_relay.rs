@@ -1,0 +1,744 @@
+//! A bitcoin relay on braid: bridges one native bitcoin node (plain bitcoin TCP) into a
+//! braid overlay whose nodes speak the `btc` subprotocol, and relays between overlay
+//! peers, so an announcement travels any number of braid hops.
+//!
+//! ```text
+//! # next to a regtest bitcoind (or any bitcoin P2P peer on 18444):
+//! cargo run --example btc_relay -- --bitcoin 127.0.0.1:18444 --network regtest
+//! #   prints "enode: enode://…"; a second relay (overlay only) joins it:
+//! cargo run --example btc_relay -- --network regtest --dial enode://…
+//! ```
+//!
+//! How it relays, the way bitcoin nodes do: an `inv` from any peer is answered with a
+//! `getdata` (witness form when the peer offers witnesses); the `tx`/`block` that comes
+//! back is kept in a bounded cache and announced (`inv`) to every *other* peer, native and
+//! overlay; their `getdata` is served from the cache (`notfound` otherwise). Each item is
+//! fetched and announced once, and never announced back to where it came from, so rings
+//! of relays do not loop. One line per relayed item, e.g.
+//! `relay inv tx <txid> native -> overlay (2 peers)`, and a status line every
+//! `--status-interval`. Logs go to stderr, set by `RUST_LOG`. Stop with Ctrl-C.
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use p2p::node::Enode;
+use p2p::server::{Server, ServerConfig};
+use protocols::bitcoin::peer::{Config, Listener, LruSet, NativeTransport, Peer};
+use protocols::bitcoin::wire::{inv_type, services, Block, Hash256, InvVect, Message, Network, Tx};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use common::{human_bytes, short_id};
+
+/// Client id sent in our braid Hello.
+const CLIENT_ID: &str = concat!("braid-btc-relay/v", env!("CARGO_PKG_VERSION"));
+/// Our bitcoin user agent: `/btcwire:0.5.0/braid-relay:<version>/`.
+const USER_AGENT_NAME: &str = "braid-relay";
+/// Dialing the native node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The version handshake (the peer gives up by itself after 30 s; this is a backstop).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(40);
+/// Wait before dialing the native node again after it went away.
+const RECONNECT_DELAY: Duration = Duration::from_secs(10);
+/// How long one peer's full send queue may hold up the relay loop: a stuck peer misses
+/// messages rather than delaying everyone else's.
+const PEER_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Peer callbacks waiting for the relay loop; beyond this, messages are dropped (logged).
+const EVENT_QUEUE: usize = 4096;
+/// Payloads kept to answer `getdata`: at most this many items and bytes (a block may be
+/// 4 MB), oldest evicted first.
+const CACHE_ITEMS: usize = 5000;
+const CACHE_BYTES: usize = 64 << 20;
+/// Items remembered as already relayed (after their payload left the cache), so a late
+/// announcement from another relay does not start the item on a second round.
+const SEEN_ITEMS: usize = 100_000;
+/// Outstanding `getdata` items; an answer that takes longer than the timeout is forgotten
+/// (the peer's stall detector drops a peer that does not answer in 30 s anyway).
+const MAX_IN_FLIGHT: usize = 10_000;
+const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Command-line flags.
+#[derive(Parser, Debug)]
+#[command(about = "Bridge a native bitcoin node into a braid overlay (btc subprotocol)")]
+struct Args {
+    /// Native bitcoin node to connect to (HOST:PORT); without it, relay between overlay
+    /// peers only.
+    #[arg(long, value_name = "ADDR")]
+    bitcoin: Option<SocketAddr>,
+    /// Bitcoin network (its magic frames the native connection).
+    #[arg(long, value_enum, default_value = "mainnet")]
+    network: Net,
+    /// Address to listen on for braid peers.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Node key file (64 hex characters); created if missing.
+    #[arg(long, value_name = "FILE", conflicts_with = "key")]
+    nodekey: Option<PathBuf>,
+    /// Node key as 64 hex characters.
+    #[arg(long, value_name = "HEX")]
+    key: Option<String>,
+    /// Braid peer to dial at start (repeatable).
+    #[arg(long, value_name = "ENODE")]
+    dial: Vec<Enode>,
+    /// How often to print the status line (e.g. 10s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = common::parse_duration)]
+    status_interval: Duration,
+    /// How often transaction announcements are batched to each peer (bitcoin's trickle;
+    /// blocks are announced at once).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = common::parse_duration)]
+    trickle_interval: Duration,
+}
+
+/// `--network` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Net {
+    Mainnet,
+    Testnet3,
+    Testnet4,
+    Signet,
+    Regtest,
+}
+
+impl From<Net> for Network {
+    fn from(n: Net) -> Network {
+        match n {
+            Net::Mainnet => Network::Mainnet,
+            Net::Testnet3 => Network::Testnet3,
+            Net::Testnet4 => Network::Testnet4,
+            Net::Signet => Network::Signet,
+            Net::Regtest => Network::Regtest,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return common::usage_error(e),
+    };
+    common::init_logging();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => common::fatal(e),
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn Error>> {
+    let key = common::node_key(args.key.as_deref(), args.nodekey.as_deref())?;
+    let (events, inbox) = mpsc::channel(EVENT_QUEUE);
+    let config = |side| peer_config(side, &args, events.clone());
+
+    // The native node first: a bad --bitcoin address fails before anything else starts.
+    let native = match args.bitcoin {
+        Some(addr) => Some(
+            connect_native(addr, config(Side::Native))
+                .await
+                .map_err(|e| format!("cannot use bitcoin node {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+
+    // Every braid peer that shares the `btc` capability becomes an overlay bitcoin peer;
+    // the listener reports it to the relay loop once its handshake is done.
+    let btc = protocols::bitcoin::protocol(config(Side::Overlay), |_| {});
+    let mut server_config = ServerConfig::new(*key.secret(), Some(args.listen)).protocol(btc);
+    server_config.client_id = CLIENT_ID.into();
+    let server = Server::start(server_config).await?;
+    let enode = server.enode().ok_or("server is not listening")?;
+    println!("enode: {enode}");
+    match args.bitcoin {
+        Some(addr) => println!("bridging bitcoin node {addr} into the overlay"),
+        None => println!("no --bitcoin node: relaying between overlay peers only"),
+    }
+    for &enode in &args.dial {
+        spawn_dial(&server, enode);
+    }
+    let keeper = match (args.bitcoin, native) {
+        (Some(addr), Some(peer)) => {
+            Some(tokio::spawn(keep_native(addr, peer, config(Side::Native))))
+        }
+        _ => None,
+    };
+    drop(events); // the peers' listeners hold the remaining senders
+
+    let mut relay = Relay::new();
+    relay.run(inbox, args.status_interval).await;
+
+    println!("shutting down: {}", relay.status());
+    if let Some(keeper) = keeper {
+        keeper.abort();
+    }
+    relay.disconnect_all();
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Configuration of every bitcoin peer on `side`.
+fn peer_config(side: Side, args: &Args, events: mpsc::Sender<Event>) -> Config {
+    Config {
+        network: args.network.into(),
+        // We relay witness data but keep no chain: not NODE_NETWORK.
+        services: services::WITNESS,
+        user_agent_name: USER_AGENT_NAME.into(),
+        user_agent_version: env!("CARGO_PKG_VERSION").into(),
+        trickle_interval: args.trickle_interval,
+        queue_timeout: PEER_QUEUE_TIMEOUT,
+        listener: Arc::new(Bridge { side, events }),
+        ..Config::default()
+    }
+}
+
+/// Dial in the background; a failure is one line (the relay keeps running).
+fn spawn_dial(server: &Server, enode: Enode) {
+    let server = server.clone();
+    tokio::spawn(async move {
+        if let Err(e) = server.dial(&enode).await {
+            let who = format!("{}@{}", short_id(&enode.id), enode.socket_addr());
+            println!("! dial {who} failed: {e}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The native side: one outbound connection, redialed when it drops
+// ---------------------------------------------------------------------------------------
+
+/// Dial the native node and complete the version handshake.
+async fn connect_native(addr: SocketAddr, config: Config) -> Result<Peer, String> {
+    let transport = NativeTransport::connect(addr, config.network, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let peer = Peer::start_outbound(config, transport);
+    let handshake = async {
+        // The peer has no "handshake done" signal besides its listener; poll its state.
+        while !peer.verack_received() && !peer.is_done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .is_err()
+    {
+        peer.disconnect();
+        return Err(format!("no version handshake within {HANDSHAKE_TIMEOUT:?}"));
+    }
+    if !peer.verack_received() {
+        let why = peer.close_reason().map(|r| r.to_string());
+        return Err(format!(
+            "version handshake failed: {}",
+            why.unwrap_or_else(|| "disconnected".into())
+        ));
+    }
+    Ok(peer)
+}
+
+/// Keep a native connection: when it drops, dial again every [`RECONNECT_DELAY`].
+async fn keep_native(addr: SocketAddr, mut peer: Peer, config: Config) {
+    loop {
+        peer.wait_for_disconnect().await;
+        println!("! bitcoin node {addr} went away; redialing every {RECONNECT_DELAY:?}");
+        peer = loop {
+            tokio::time::sleep(RECONNECT_DELAY).await;
+            match connect_native(addr, config.clone()).await {
+                Ok(peer) => break peer,
+                Err(e) => println!("! bitcoin node {addr}: {e}"),
+            }
+        };
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Peer callbacks -> relay events
+// ---------------------------------------------------------------------------------------
+
+/// Which side of the bridge a peer is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Native,
+    Overlay,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Native => "native",
+            Side::Overlay => "overlay",
+        }
+    }
+}
+
+/// What the peers' callbacks tell the relay loop. Peers are named by [`Peer::id`], which
+/// is set before the handshake completes and unique in the process.
+enum Event {
+    Up(Side, Peer),
+    Down(u64),
+    Inv(u64, Vec<InvVect>),
+    GetData(u64, Vec<InvVect>),
+    NotFound(u64, Vec<InvVect>),
+    Payload(u64, Payload),
+}
+
+/// The listener of every relay peer. Callbacks run on the peer's reader and must not
+/// block, so they only hand the message to the relay loop (bounded; dropped when full).
+struct Bridge {
+    side: Side,
+    events: mpsc::Sender<Event>,
+}
+
+impl Bridge {
+    fn send(&self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            tracing::warn!("relay loop is behind or gone; dropping a message");
+        }
+    }
+}
+
+impl Listener for Bridge {
+    fn on_verack(&self, peer: &Peer) {
+        // Sent from the reader itself, so it is queued before any message of this peer.
+        if self
+            .events
+            .try_send(Event::Up(self.side, peer.clone()))
+            .is_err()
+        {
+            tracing::warn!(%peer, "relay loop is behind or gone; dropping the peer");
+            peer.disconnect();
+            return;
+        }
+        let (peer, events) = (peer.clone(), self.events.clone());
+        tokio::spawn(async move {
+            peer.wait_for_disconnect().await;
+            // Bounded: a relay loop that is gone (or stuck) drops the send.
+            let _ = events
+                .send_timeout(Event::Down(peer.id()), HANDSHAKE_TIMEOUT)
+                .await;
+        });
+    }
+    fn on_inv(&self, peer: &Peer, inv: &[InvVect]) {
+        self.send(Event::Inv(peer.id(), inv.to_vec()));
+    }
+    fn on_get_data(&self, peer: &Peer, inv: &[InvVect]) {
+        self.send(Event::GetData(peer.id(), inv.to_vec()));
+    }
+    fn on_not_found(&self, peer: &Peer, inv: &[InvVect]) {
+        self.send(Event::NotFound(peer.id(), inv.to_vec()));
+    }
+    fn on_tx(&self, peer: &Peer, tx: &Tx) {
+        self.send(Event::Payload(peer.id(), Payload::Tx(tx.clone())));
+    }
+    fn on_block(&self, peer: &Peer, block: &Block) {
+        self.send(Event::Payload(peer.id(), Payload::Block(block.clone())));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Items and the payload cache
+// ---------------------------------------------------------------------------------------
+
+/// The kinds of item relayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Tx,
+    Block,
+}
+
+/// One relayed item: kind and txid / block hash (witness and non-witness inventory
+/// types name the same item).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Item {
+    kind: Kind,
+    hash: Hash256,
+}
+
+impl Item {
+    /// The item an inventory vector names; `None` for kinds we do not relay (filtered
+    /// and compact blocks, wtxid announcements).
+    fn of(iv: &InvVect) -> Option<Item> {
+        let kind = match iv.inv_type {
+            inv_type::TX | inv_type::WITNESS_TX => Kind::Tx,
+            inv_type::BLOCK | inv_type::WITNESS_BLOCK => Kind::Block,
+            _ => return None,
+        };
+        Some(Item {
+            kind,
+            hash: iv.hash,
+        })
+    }
+
+    /// How to announce it (announcements never carry the witness flag).
+    fn announcement(self) -> InvVect {
+        let inv_type = match self.kind {
+            Kind::Tx => inv_type::TX,
+            Kind::Block => inv_type::BLOCK,
+        };
+        InvVect {
+            inv_type,
+            hash: self.hash,
+        }
+    }
+
+    /// How to ask `peer` for it: with witness data when the peer offers it.
+    fn request(self, peer: &Peer) -> InvVect {
+        let mut iv = self.announcement();
+        if peer.is_witness_enabled() {
+            iv.inv_type |= inv_type::WITNESS_FLAG;
+        }
+        iv
+    }
+
+    fn kind_name(self) -> &'static str {
+        match self.kind {
+            Kind::Tx => "tx",
+            Kind::Block => "block",
+        }
+    }
+}
+
+/// A transaction or block as received (exact bytes).
+#[derive(Clone)]
+enum Payload {
+    Tx(Tx),
+    Block(Block),
+}
+
+impl Payload {
+    fn item(&self) -> Item {
+        match self {
+            Payload::Tx(tx) => Item {
+                kind: Kind::Tx,
+                hash: tx.txid(),
+            },
+            Payload::Block(block) => Item {
+                kind: Kind::Block,
+                hash: block.hash(),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Payload::Tx(tx) => tx.len(),
+            Payload::Block(block) => block.as_bytes().len(),
+        }
+    }
+
+    /// What answers a `getdata` entry of type `inv_type`: a peer that asked for a plain
+    /// `tx` gets it without witness data. (Blocks go out as received.)
+    fn answer(&self, inv_type: u32) -> Option<Payload> {
+        match self {
+            Payload::Tx(tx) if inv_type == inv_type::TX && tx.has_witness() => {
+                Tx::from_bytes(tx.to_base_bytes()).ok().map(Payload::Tx)
+            }
+            other => Some(other.clone()),
+        }
+    }
+
+    fn into_message(self) -> Message {
+        match self {
+            Payload::Tx(tx) => Message::Tx(tx),
+            Payload::Block(block) => Message::Block(block),
+        }
+    }
+}
+
+/// Payloads by item, bounded in count and bytes; the oldest go first.
+#[derive(Default)]
+struct Cache {
+    items: HashMap<Item, Payload>,
+    order: VecDeque<Item>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn get(&self, item: &Item) -> Option<&Payload> {
+        self.items.get(item)
+    }
+
+    fn insert(&mut self, payload: Payload) {
+        let item = payload.item();
+        if self.items.contains_key(&item) {
+            return;
+        }
+        while self.items.len() >= CACHE_ITEMS || self.bytes + payload.len() > CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.items.remove(&old) {
+                self.bytes -= gone.len();
+            }
+        }
+        self.bytes += payload.len();
+        self.order.push_back(item);
+        self.items.insert(item, payload);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The relay loop
+// ---------------------------------------------------------------------------------------
+
+/// One connected peer.
+struct Link {
+    side: Side,
+    peer: Peer,
+}
+
+/// Running totals for the status line.
+#[derive(Default)]
+struct Totals {
+    relayed_tx: u64,
+    relayed_blocks: u64,
+    relayed_bytes: u64,
+    served: u64,
+    served_bytes: u64,
+    /// Wire bytes of peers that already left (live peers are summed on demand).
+    gone_in: u64,
+    gone_out: u64,
+}
+
+/// All relay state; owned by one task, so no locks.
+struct Relay {
+    peers: HashMap<u64, Link>,
+    cache: Cache,
+    /// Every item fetched so far (bounded): fetched and announced once only.
+    seen: LruSet<Item>,
+    /// Items asked for and not yet received: who was asked, and when.
+    in_flight: HashMap<Item, (u64, Instant)>,
+    totals: Totals,
+}
+
+impl Relay {
+    fn new() -> Relay {
+        Relay {
+            peers: HashMap::new(),
+            cache: Cache::default(),
+            seen: LruSet::new(SEEN_ITEMS),
+            in_flight: HashMap::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Handle events until Ctrl-C (or until every event sender is gone).
+    async fn run(&mut self, mut inbox: mpsc::Receiver<Event>, status_interval: Duration) {
+        let mut status =
+            tokio::time::interval_at(Instant::now() + status_interval, status_interval);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                event = inbox.recv() => match event {
+                    Some(event) => self.handle(event).await,
+                    None => return,
+                },
+                _ = status.tick() => {
+                    self.expire_requests();
+                    println!("status: {}", self.status());
+                }
+                _ = &mut ctrl_c => return,
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Up(side, peer) => {
+                println!(
+                    "+ {} peer {} ({}, version {})",
+                    side.name(),
+                    peer.addr(),
+                    common::printable(&peer.user_agent()),
+                    peer.protocol_version()
+                );
+                self.peers.insert(peer.id(), Link { side, peer });
+            }
+            Event::Down(id) => {
+                self.in_flight.retain(|_, (from, _)| *from != id);
+                if let Some(link) = self.peers.remove(&id) {
+                    self.totals.gone_in += link.peer.bytes_received();
+                    self.totals.gone_out += link.peer.bytes_sent();
+                    let why = link.peer.close_reason().map(|r| r.to_string());
+                    println!(
+                        "- {} peer {} left: {}",
+                        link.side.name(),
+                        link.peer.addr(),
+                        why.unwrap_or_else(|| "disconnected".into())
+                    );
+                }
+            }
+            Event::Inv(from, inv) => self.on_inv(from, &inv).await,
+            Event::GetData(from, inv) => self.on_get_data(from, &inv).await,
+            Event::NotFound(from, inv) => {
+                for item in inv.iter().filter_map(Item::of) {
+                    if self
+                        .in_flight
+                        .get(&item)
+                        .is_some_and(|(asked, _)| *asked == from)
+                    {
+                        self.in_flight.remove(&item);
+                    }
+                }
+            }
+            Event::Payload(from, payload) => self.on_payload(from, payload).await,
+        }
+    }
+
+    /// An announcement: ask the announcer for every item we neither have nor await.
+    async fn on_inv(&mut self, from: u64, inv: &[InvVect]) {
+        let Some(peer) = self.peers.get(&from).map(|l| l.peer.clone()) else {
+            return;
+        };
+        let mut wanted = Vec::new();
+        for iv in inv {
+            let Some(item) = Item::of(iv) else { continue };
+            // The announcer has it: never announce it back.
+            peer.add_known_inventory(item.announcement());
+            if self.seen.contains(&item) || self.in_flight.contains_key(&item) {
+                continue;
+            }
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                tracing::debug!("too many outstanding requests; ignoring announcement");
+                break;
+            }
+            self.in_flight.insert(item, (from, Instant::now()));
+            wanted.push(item.request(&peer));
+        }
+        if !wanted.is_empty() {
+            peer.queue_message(Message::GetData(wanted), None).await;
+        }
+    }
+
+    /// A transaction or block arrived: if we asked this peer for it, keep it and announce
+    /// it to every other peer. (Unrequested payloads are dropped: a relay that does not
+    /// validate must not let any peer push data through the whole overlay.)
+    async fn on_payload(&mut self, from: u64, payload: Payload) {
+        let item = payload.item();
+        let Some(source) = self.peers.get(&from) else {
+            return;
+        };
+        source.peer.add_known_inventory(item.announcement());
+        let source_side = source.side;
+        if self
+            .in_flight
+            .get(&item)
+            .is_none_or(|(asked, _)| *asked != from)
+        {
+            tracing::debug!(%item.hash, "unrequested {}; dropped", item.kind_name());
+            return;
+        }
+        self.in_flight.remove(&item);
+        self.seen.insert(item);
+        let size = payload.len();
+        self.cache.insert(payload);
+
+        let iv = item.announcement();
+        let (mut native, mut overlay) = (0, 0);
+        for (id, link) in &self.peers {
+            if *id == from || link.peer.is_known_inventory(&iv) {
+                continue;
+            }
+            link.peer.queue_inventory(iv).await;
+            match link.side {
+                Side::Native => native += 1,
+                Side::Overlay => overlay += 1,
+            }
+        }
+        match item.kind {
+            Kind::Tx => self.totals.relayed_tx += 1,
+            Kind::Block => self.totals.relayed_blocks += 1,
+        }
+        self.totals.relayed_bytes += size as u64;
+        println!(
+            "relay inv {} {} {} -> {}",
+            item.kind_name(),
+            item.hash,
+            source_side.name(),
+            targets(native, overlay)
+        );
+    }
+
+    /// Serve what we have; `notfound` for the rest.
+    async fn on_get_data(&mut self, from: u64, inv: &[InvVect]) {
+        let Some(link) = self.peers.get(&from) else {
+            return;
+        };
+        let peer = link.peer.clone();
+        let mut missing = Vec::new();
+        for iv in inv {
+            let answer = Item::of(iv)
+                .and_then(|item| self.cache.get(&item))
+                .and_then(|payload| payload.answer(iv.inv_type));
+            let Some(payload) = answer else {
+                missing.push(*iv);
+                continue;
+            };
+            self.totals.served += 1;
+            self.totals.served_bytes += payload.len() as u64;
+            peer.queue_message(payload.into_message(), None).await;
+        }
+        if !missing.is_empty() {
+            peer.queue_message(Message::NotFound(missing), None).await;
+        }
+    }
+
+    /// Forget requests that were never answered, so a later announcement can retry.
+    fn expire_requests(&mut self) {
+        let now = Instant::now();
+        self.in_flight
+            .retain(|_, (_, asked)| now.saturating_duration_since(*asked) < IN_FLIGHT_TIMEOUT);
+    }
+
+    /// Peers on each side, items relayed and served, bytes on the wire.
+    fn status(&self) -> String {
+        let count = |side| self.peers.values().filter(|l| l.side == side).count();
+        let (mut bytes_in, mut bytes_out) = (self.totals.gone_in, self.totals.gone_out);
+        for link in self.peers.values() {
+            bytes_in += link.peer.bytes_received();
+            bytes_out += link.peer.bytes_sent();
+        }
+        let t = &self.totals;
+        format!(
+            "peers native {}, overlay {} | relayed tx {}, blocks {} ({}) | served {} ({}) | wire in {}, out {}",
+            count(Side::Native),
+            count(Side::Overlay),
+            t.relayed_tx,
+            t.relayed_blocks,
+            human_bytes(t.relayed_bytes),
+            t.served,
+            human_bytes(t.served_bytes),
+            human_bytes(bytes_in),
+            human_bytes(bytes_out),
+        )
+    }
+
+    fn disconnect_all(&self) {
+        for link in self.peers.values() {
+            link.peer.disconnect();
+        }
+    }
+}
+
+/// `native + overlay (2 peers)`, for the relay lines.
+fn targets(native: usize, overlay: usize) -> String {
+    let mut parts = Vec::new();
+    if native > 0 {
+        parts.push("native".to_string());
+    }
+    if overlay > 0 {
+        let s = if overlay == 1 { "" } else { "s" };
+        parts.push(format!("overlay ({overlay} peer{s})"));
+    }
+    if parts.is_empty() {
+        return "no other peers yet (kept for getdata)".into();
+    }
+    parts.join(" + ")
+}
