@@ -1,0 +1,609 @@
+//! Full-stack loopback benchmark: braid against raw tokio TCP in the same run.
+//!
+//! `cargo run --release --example bench` (add `-- --quick` for a short run, `--peers N` for
+//! the concurrent-peer memory test; `--peers 0` skips it).
+//!
+//! Shapes, each through the whole stack (ECIES link, frames, snappy, peer runtime, a
+//! trivial protocol) and over plain TCP as the baseline:
+//! - ping-pong: 100-byte request, 100-byte reply, one in flight → msgs/s, RTT p50/p99;
+//! - window: 100-byte requests with 32 in flight → replies/s;
+//! - bulk: 1 MiB messages one way → MiB/s, also against single-core Keccak-256 absorb
+//!   (the RLPx MAC hashes every byte, so Keccak bounds the link);
+//! - handshakes: sequential TCP connect + ECIES + Hello + disconnect → per second;
+//! - N concurrent idle peers (two processes, pings flowing) → resident memory per peer.
+
+use std::net::SocketAddr;
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use p2p::base::{Capability, Hello};
+use p2p::conn::Conn;
+use p2p::node::{Enode, NodeId, NodeKey};
+use p2p::peer::{Direction, Peer, PeerConfig, PeerInfo};
+use p2p::protocol::{Protocol, ProtocolError};
+use p2p::server::{Server, ServerConfig};
+use p2p::session::exchange_hello;
+use rand::RngCore;
+use sha3::{Digest, Keccak256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+
+const PING: u64 = 0;
+const PONG: u64 = 1;
+const BULK: u64 = 2;
+const SMALL: usize = 100;
+const BULK_SIZE: usize = 1 << 20;
+const WINDOW: usize = 32;
+
+struct Plan {
+    pingpongs: usize,
+    window_msgs: usize,
+    bulk_msgs: usize,
+    handshakes: usize,
+    peers: usize,
+}
+
+fn parse_args() -> Result<Plan, String> {
+    let mut quick = false;
+    let mut peers = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--peers" => {
+                let n = args.next().ok_or("--peers needs a number")?;
+                peers = Some(
+                    n.parse()
+                        .map_err(|_| format!("--peers: not a number: {n}"))?,
+                );
+            }
+            other => return Err(format!("unknown argument {other} (try --quick, --peers N)")),
+        }
+    }
+    let scale = if quick { 1 } else { 4 };
+    Ok(Plan {
+        pingpongs: 5_000 * scale,
+        window_msgs: 50_000 * scale,
+        bulk_msgs: 64 * scale,
+        handshakes: 300 * scale,
+        peers: peers.unwrap_or(if quick { 1_000 } else { 10_000 }),
+    })
+}
+
+fn main() -> ExitCode {
+    // Internal roles for the two-process concurrent-peer test.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--role-hub") {
+        return run_hub();
+    }
+    if args.get(1).map(String::as_str) == Some("--role-dialer") {
+        return run_dialer(&args[2..]);
+    }
+    let plan = match parse_args() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(plan)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Row {
+    shape: &'static str,
+    braid: String,
+    baseline: String,
+    ratio: String,
+    goal: &'static str,
+}
+
+async fn run(plan: Plan) -> Result<(), BoxError> {
+    println!(
+        "braid loopback benchmark (release build: {})",
+        !cfg!(debug_assertions)
+    );
+    let keccak = keccak_absorb_mib_s();
+    println!("  keccak-256 absorb, one core: {keccak:.0} MiB/s");
+
+    let raw_pp = raw_pingpong(plan.pingpongs).await?;
+    let braid_pp = braid_pingpong(plan.pingpongs).await?;
+    let raw_win = raw_window(plan.window_msgs).await?;
+    let braid_win = braid_window(plan.window_msgs).await?;
+    let raw_bulk = raw_bulk(plan.bulk_msgs).await?;
+    let braid_bulk = braid_bulk(plan.bulk_msgs).await?;
+    let hs = handshakes(plan.handshakes).await?;
+
+    let mut rows = vec![
+        Row {
+            shape: "ping-pong 100 B, 1 in flight",
+            braid: format!(
+                "{:.0} msg/s (p50 {:.0} µs, p99 {:.0} µs)",
+                braid_pp.rate, braid_pp.p50, braid_pp.p99
+            ),
+            baseline: format!(
+                "{:.0} msg/s (p50 {:.0} µs, p99 {:.0} µs)",
+                raw_pp.rate, raw_pp.p50, raw_pp.p99
+            ),
+            ratio: format!("{:.2}x", braid_pp.rate / raw_pp.rate),
+            goal: ">= 0.8x raw TCP",
+        },
+        Row {
+            shape: "100 B, 32 in flight",
+            braid: format!("{braid_win:.0} msg/s"),
+            baseline: format!("{raw_win:.0} msg/s"),
+            ratio: format!("{:.2}x", braid_win / raw_win),
+            goal: ">= 150k msg/s",
+        },
+        Row {
+            shape: "bulk 1 MiB messages",
+            braid: format!("{braid_bulk:.0} MiB/s"),
+            baseline: format!("{raw_bulk:.0} MiB/s raw; keccak {keccak:.0} MiB/s"),
+            ratio: format!("{:.2}x keccak", braid_bulk / keccak),
+            goal: ">= 0.9x keccak",
+        },
+        Row {
+            shape: "handshakes, sequential",
+            braid: format!("{hs:.0} /s"),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            goal: ">= 1,000/s",
+        },
+    ];
+    if plan.peers > 0 {
+        let per_peer = concurrent_peers(plan.peers).await?;
+        rows.push(Row {
+            shape: "idle peers, two processes",
+            braid: format!("{} peers: {:.1} KiB/peer", plan.peers, per_peer),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            goal: "<= 40 KiB/peer",
+        });
+    }
+    println!();
+    println!("| shape | braid | baseline | ratio | goal |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.shape, r.braid, r.baseline, r.ratio, r.goal
+        );
+    }
+    Ok(())
+}
+
+fn keccak_absorb_mib_s() -> f64 {
+    let block = random_bytes(BULK_SIZE);
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut h = Keccak256::new();
+        for _ in 0..32 {
+            h.update(&block);
+        }
+        std::hint::black_box(h.finalize());
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    32.0 / best
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut v);
+    v
+}
+
+struct PingPong {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn summarize(mut rtts: Vec<Duration>, total: Duration) -> PingPong {
+    rtts.sort();
+    let pick =
+        |q: f64| rtts[((rtts.len() as f64 * q) as usize).min(rtts.len() - 1)].as_secs_f64() * 1e6;
+    PingPong {
+        rate: rtts.len() as f64 / total.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+    }
+}
+
+// ----- raw TCP baselines --------------------------------------------------------------
+
+async fn raw_pair() -> Result<(TcpStream, TcpStream), BoxError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let (a, (b, _)) = (a?, b?);
+    a.set_nodelay(true)?;
+    b.set_nodelay(true)?;
+    Ok((a, b))
+}
+
+/// Echo fixed-size messages back until EOF.
+fn raw_echo(mut s: TcpStream, size: usize) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; size];
+        while s.read_exact(&mut buf).await.is_ok() {
+            if s.write_all(&buf).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+async fn raw_pingpong(n: usize) -> Result<PingPong, BoxError> {
+    let (mut a, b) = raw_pair().await?;
+    raw_echo(b, SMALL);
+    let msg = random_bytes(SMALL);
+    let mut buf = vec![0u8; SMALL];
+    let mut rtts = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        a.write_all(&msg).await?;
+        a.read_exact(&mut buf).await?;
+        rtts.push(t.elapsed());
+    }
+    Ok(summarize(rtts, start.elapsed()))
+}
+
+async fn raw_window(n: usize) -> Result<f64, BoxError> {
+    let (a, b) = raw_pair().await?;
+    raw_echo(b, SMALL);
+    let (mut rd, mut wr) = a.into_split();
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let w = window.clone();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let msg = random_bytes(SMALL);
+        for _ in 0..n {
+            w.acquire().await.expect("open").forget();
+            wr.write_all(&msg).await?;
+        }
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut buf = vec![0u8; SMALL];
+    for _ in 0..n {
+        rd.read_exact(&mut buf).await?;
+        window.add_permits(1);
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(writer.await??);
+    Ok(rate)
+}
+
+async fn raw_bulk(n: usize) -> Result<f64, BoxError> {
+    let (mut a, mut b) = raw_pair().await?;
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while total < n * BULK_SIZE {
+            let got = b.read(&mut buf).await?;
+            if got == 0 {
+                break;
+            }
+            total += got;
+        }
+        Ok::<_, std::io::Error>(total)
+    });
+    let data = random_bytes(BULK_SIZE);
+    let start = Instant::now();
+    for _ in 0..n {
+        a.write_all(&data).await?;
+    }
+    reader.await??;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+// ----- braid ----------------------------------------------------------------------------
+
+/// A trivial protocol: PING is echoed as PONG; BULK is counted and acknowledged by `acks`.
+fn echo_protocol(acks: mpsc::Sender<usize>) -> Protocol {
+    Protocol::new("bench", 1, 3, move |_peer, mut rw| {
+        let acks = acks.clone();
+        async move {
+            loop {
+                let msg = rw.read().await?;
+                match msg.code {
+                    PING => rw.write(PONG, &msg.payload).await?,
+                    BULK => {
+                        let _ = acks.send(msg.size).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+}
+
+fn config(protocol: Protocol) -> ServerConfig {
+    let mut cfg = ServerConfig::new(
+        *NodeKey::generate().secret(),
+        Some("127.0.0.1:0".parse().expect("addr")),
+    );
+    cfg.protocols.push(protocol);
+    cfg.max_peers = 100_000;
+    cfg.max_pending = 1_000;
+    cfg.dial_ratio = 0;
+    cfg
+}
+
+/// A hub running the echo protocol, and a client whose protocol hands its ProtoRw to the caller.
+async fn braid_pair(
+) -> Result<(Server, Server, p2p::peer::ProtoRw, mpsc::Receiver<usize>), BoxError> {
+    let (ack_tx, ack_rx) = mpsc::channel(1024);
+    let hub = Server::start(config(echo_protocol(ack_tx))).await?;
+    let (rw_tx, mut rw_rx) = mpsc::channel(1);
+    let client_proto = Protocol::new("bench", 1, 3, move |_peer, rw| {
+        let rw_tx = rw_tx.clone();
+        async move {
+            rw_tx
+                .send(rw)
+                .await
+                .map_err(|_| ProtocolError::PeerClosed)?;
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    let client = Server::start(config(client_proto)).await?;
+    client
+        .dial(&hub.enode().ok_or("hub not listening")?)
+        .await?;
+    let rw = rw_rx.recv().await.ok_or("client protocol did not start")?;
+    Ok((hub, client, rw, ack_rx))
+}
+
+async fn braid_pingpong(n: usize) -> Result<PingPong, BoxError> {
+    let (hub, client, mut rw, _acks) = braid_pair().await?;
+    let msg = random_bytes(SMALL);
+    let mut rtts = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        rw.write(PING, &msg).await?;
+        rw.read().await?;
+        rtts.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    drop(rw);
+    tokio::join!(client.shutdown(), hub.shutdown());
+    Ok(summarize(rtts, total))
+}
+
+async fn braid_window(n: usize) -> Result<f64, BoxError> {
+    let (hub, client, mut rw, _acks) = braid_pair().await?;
+    let writer = rw.writer();
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let w = window.clone();
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        let msg = random_bytes(SMALL);
+        for _ in 0..n {
+            w.acquire().await.expect("open").forget();
+            writer.write(PING, &msg).await?;
+        }
+        Ok::<_, ProtocolError>(())
+    });
+    for _ in 0..n {
+        rw.read().await?;
+        window.add_permits(1);
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    sender.await??;
+    drop(rw);
+    tokio::join!(client.shutdown(), hub.shutdown());
+    Ok(rate)
+}
+
+async fn braid_bulk(n: usize) -> Result<f64, BoxError> {
+    let (hub, client, rw, mut acks) = braid_pair().await?;
+    let data = Bytes::from(random_bytes(BULK_SIZE));
+    let start = Instant::now();
+    let writer = rw.writer();
+    let sender = tokio::spawn(async move {
+        for _ in 0..n {
+            writer.write(BULK, &data).await?;
+        }
+        Ok::<_, ProtocolError>(())
+    });
+    for _ in 0..n {
+        acks.recv().await.ok_or("hub stopped acknowledging")?;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    sender.await??;
+    drop(rw);
+    tokio::join!(client.shutdown(), hub.shutdown());
+    Ok(rate)
+}
+
+async fn handshakes(n: usize) -> Result<f64, BoxError> {
+    let (ack_tx, _ack_rx) = mpsc::channel(1);
+    let hub = Server::start(config(echo_protocol(ack_tx))).await?;
+    let (ack_tx, _ack_rx2) = mpsc::channel(1);
+    let client = Server::start(config(echo_protocol(ack_tx))).await?;
+    let enode = hub.enode().ok_or("hub not listening")?;
+    let start = Instant::now();
+    for _ in 0..n {
+        let peer = client.dial(&enode).await?;
+        peer.disconnect(p2p::base::DisconnectReason::DisconnectRequested);
+        peer.closed().await;
+        // The hub must have dropped it too before the same id can come back.
+        while hub.peer_count() > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    tokio::join!(client.shutdown(), hub.shutdown());
+    Ok(rate)
+}
+
+// ----- N concurrent idle peers, two processes --------------------------------------------
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Spawn this binary in a role, with the descriptor limit raised for it.
+fn spawn_role(role: &str, extra: &[String]) -> Result<tokio::process::Child, BoxError> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec \"$0\" \"$@\"")
+        .arg(exe)
+        .arg(role)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    Ok(cmd.spawn()?)
+}
+
+async fn read_line(
+    out: &mut tokio::io::BufReader<tokio::process::ChildStdout>,
+) -> Result<String, BoxError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    let n = tokio::time::timeout(Duration::from_secs(300), out.read_line(&mut line)).await??;
+    if n == 0 {
+        return Err("child process ended early".into());
+    }
+    Ok(line.trim().to_string())
+}
+
+async fn concurrent_peers(n: usize) -> Result<f64, BoxError> {
+    let mut hub = spawn_role("--role-hub", &[])?;
+    let hub_pid = hub.id().ok_or("hub pid")?;
+    let mut hub_out = tokio::io::BufReader::new(hub.stdout.take().ok_or("hub stdout")?);
+    let enode = read_line(&mut hub_out).await?;
+    // Let the hub settle, then take its baseline.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(hub_pid).ok_or("cannot read hub RSS")?;
+    let mut dialer = spawn_role("--role-dialer", &[enode, n.to_string()])?;
+    let mut dialer_out = tokio::io::BufReader::new(dialer.stdout.take().ok_or("dialer stdout")?);
+    let status = read_line(&mut dialer_out).await?;
+    if status != "connected" {
+        return Err(format!("dialer: {status}").into());
+    }
+    // Pings flow (2 s interval in both roles) while the peers sit idle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(hub_pid).ok_or("cannot read hub RSS")?;
+    let _ = dialer.kill().await;
+    let _ = hub.kill().await;
+    Ok((after.saturating_sub(before)) as f64 / n as f64)
+}
+
+fn idle_config() -> PeerConfig {
+    PeerConfig {
+        ping_interval: Duration::from_secs(2),
+        ..PeerConfig::default()
+    }
+}
+
+fn idle_protocol() -> Protocol {
+    Protocol::new("bench", 1, 3, |_peer, mut rw| async move {
+        loop {
+            rw.read().await?;
+        }
+    })
+}
+
+/// Block until the parent closes our stdin (or kills us).
+async fn wait_for_parent() {
+    let _ = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut buf = [0u8; 1];
+        std::io::stdin().read(&mut buf)
+    })
+    .await;
+}
+
+fn run_hub() -> ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut cfg = config(idle_protocol());
+        cfg.peer = idle_config();
+        let hub = match Server::start(cfg).await {
+            Ok(h) => h,
+            Err(e) => {
+                println!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("{}", hub.enode().expect("listening"));
+        wait_for_parent().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_dialer(args: &[String]) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let result: Result<Vec<Peer>, BoxError> = async {
+            let enode: Enode = args.first().ok_or("enode")?.parse()?;
+            let n: usize = args.get(1).ok_or("count")?.parse()?;
+            let mut peers = Vec::with_capacity(n);
+            // Each connection with its own key (one node id per peer), built from the
+            // link-level API so no per-peer Server is needed.
+            for _ in 0..n {
+                peers.push(dial_one(enode.socket_addr(), &enode.id).await?);
+            }
+            Ok(peers)
+        }
+        .await;
+        match result {
+            Ok(peers) => {
+                println!("connected");
+                wait_for_parent().await;
+                drop(peers);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn dial_one(addr: SocketAddr, hub: &NodeId) -> Result<Peer, BoxError> {
+    let key = NodeKey::generate();
+    let stream = TcpStream::connect(addr).await?;
+    let mut conn = Conn::initiate(stream, key.secret(), hub, Duration::from_secs(10)).await?;
+    let ours = Hello::new("bench", vec![Capability::new("bench", 1)], 0, key.id());
+    let theirs = exchange_hello(&mut conn, &ours, Duration::from_secs(10)).await?;
+    let info = PeerInfo {
+        id: conn.remote_id,
+        remote_addr: Some(addr),
+        direction: Direction::Outbound,
+        trusted: false,
+    };
+    Ok(Peer::start(conn, theirs, &[idle_protocol()], info, idle_config(), None).await?)
+}
