@@ -1,7 +1,11 @@
-//! Callbacks for every message, run serially on the peer's reading task.
+//! Callbacks for every message, run serially on the peer's task.
 //!
-//! Callbacks must not block: waiting on the same peer (e.g. for its disconnect) from a
-//! callback would deadlock its reader. Use [`Peer::try_queue_message`] to answer.
+//! Callbacks must not block. Reading, writing, pings and the stall ticker of one peer run
+//! in one task, so a callback that blocks pauses all of them for that peer (time spent in
+//! callbacks is excluded from stall deadlines, so the peer is not punished for it), and
+//! waiting on the same peer (e.g. for its disconnect) from a callback would deadlock it.
+//! Answer with [`Peer::try_queue_message`]; hand longer work to another task through a
+//! bounded channel (`try_send`), as `examples/btc_relay.rs` does.
 
 use super::Peer;
 use crate::bitcoin::wire::{
