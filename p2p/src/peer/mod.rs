@@ -690,7 +690,18 @@ async fn read_loop(
                     received_at: msg.received_at,
                 };
                 match route.queue.try_send(delivered) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        // When the protocol falls far behind, let it run: on a busy runtime
+                        // an eager read loop could otherwise fill its queue (and breach its
+                        // budget) without ever giving it a turn.
+                        let waiting = route.queue.max_capacity() - route.queue.capacity();
+                        if waiting > route.limits.max_messages / 2
+                            || route.queued_bytes.load(Ordering::Acquire)
+                                > route.limits.max_bytes / 2
+                        {
+                            tokio::task::yield_now().await;
+                        }
+                    }
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         return breach(format!(
                             "{} inbound queue full ({} messages)",
