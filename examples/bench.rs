@@ -37,6 +37,8 @@ const BULK: u64 = 2;
 const SMALL: usize = 100;
 const BULK_SIZE: usize = 1 << 20;
 const WINDOW: usize = 32;
+/// Unacknowledged 1 MiB messages allowed in the bulk shape.
+const BULK_WINDOW: usize = 8;
 
 struct Plan {
     pingpongs: usize,
@@ -121,12 +123,17 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     let keccak = keccak_absorb_mib_s();
     println!("  keccak-256 absorb, one core: {keccak:.0} MiB/s");
 
+    eprintln!("  ping-pong…");
     let raw_pp = raw_pingpong(plan.pingpongs).await?;
     let braid_pp = braid_pingpong(plan.pingpongs).await?;
+    eprintln!("  32 in flight…");
     let raw_win = raw_window(plan.window_msgs).await?;
     let braid_win = braid_window(plan.window_msgs).await?;
+    eprintln!("  bulk…");
     let raw_bulk = raw_bulk(plan.bulk_msgs).await?;
+    eprintln!("  bulk (braid)…");
     let braid_bulk = braid_bulk(plan.bulk_msgs).await?;
+    eprintln!("  handshakes…");
     let hs = handshakes(plan.handshakes).await?;
 
     let mut rows = vec![
@@ -416,16 +423,31 @@ async fn braid_window(n: usize) -> Result<f64, BoxError> {
 async fn braid_bulk(n: usize) -> Result<f64, BoxError> {
     let (hub, client, rw, mut acks) = braid_pair().await?;
     let data = Bytes::from(random_bytes(BULK_SIZE));
+    // Flow control, as any real bulk protocol needs: at most BULK_WINDOW messages
+    // unacknowledged, well inside the receiver's 32 MiB inbound budget.
+    let window = Arc::new(Semaphore::new(BULK_WINDOW));
+    let w = window.clone();
     let start = Instant::now();
     let writer = rw.writer();
     let sender = tokio::spawn(async move {
         for _ in 0..n {
+            w.acquire().await.expect("open").forget();
             writer.write(BULK, &data).await?;
         }
         Ok::<_, ProtocolError>(())
     });
-    for _ in 0..n {
-        acks.recv().await.ok_or("hub stopped acknowledging")?;
+    let mut hub_events = hub.subscribe();
+    for i in 0..n {
+        match tokio::time::timeout(Duration::from_secs(20), acks.recv()).await {
+            Ok(Some(_)) => window.add_permits(1),
+            _ => {
+                let why = match hub_events.try_recv() {
+                    Ok(p2p::server::PeerEvent::Dropped { reason, .. }) => reason.to_string(),
+                    _ => "no event".to_string(),
+                };
+                return Err(format!("bulk stalled after {i} of {n} messages: {why}").into());
+            }
+        }
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     sender.await??;
@@ -440,14 +462,19 @@ async fn handshakes(n: usize) -> Result<f64, BoxError> {
     let (ack_tx, _ack_rx2) = mpsc::channel(1);
     let client = Server::start(config(echo_protocol(ack_tx))).await?;
     let enode = hub.enode().ok_or("hub not listening")?;
+    let mut hub_events = hub.subscribe();
     let start = Instant::now();
     for _ in 0..n {
         let peer = client.dial(&enode).await?;
         peer.disconnect(p2p::base::DisconnectReason::DisconnectRequested);
         peer.closed().await;
-        // The hub must have dropped it too before the same id can come back.
-        while hub.peer_count() > 0 {
-            tokio::task::yield_now().await;
+        // The hub must have dropped it too before the same id may come back (else 0x05).
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), hub_events.recv()).await {
+                Ok(Ok(p2p::server::PeerEvent::Dropped { .. })) => break,
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                _ => return Err("hub never reported the peer dropped".into()),
+            }
         }
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
