@@ -131,7 +131,6 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     let braid_win = braid_window(plan.window_msgs).await?;
     eprintln!("  bulk…");
     let raw_bulk = raw_bulk(plan.bulk_msgs).await?;
-    eprintln!("  bulk (braid)…");
     let braid_bulk = braid_bulk(plan.bulk_msgs).await?;
     eprintln!("  handshakes…");
     let hs = handshakes(plan.handshakes).await?;
@@ -173,6 +172,7 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         },
     ];
     if plan.peers > 0 {
+        eprintln!("  {} idle peers…", plan.peers);
         let per_peer = concurrent_peers(plan.peers).await?;
         rows.push(Row {
             shape: "idle peers, two processes",
@@ -463,23 +463,31 @@ async fn handshakes(n: usize) -> Result<f64, BoxError> {
     let client = Server::start(config(echo_protocol(ack_tx))).await?;
     let enode = hub.enode().ok_or("hub not listening")?;
     let mut hub_events = hub.subscribe();
+    let mut client_events = client.subscribe();
     let start = Instant::now();
     for _ in 0..n {
         let peer = client.dial(&enode).await?;
         peer.disconnect(p2p::base::DisconnectReason::DisconnectRequested);
-        peer.closed().await;
-        // The hub must have dropped it too before the same id may come back (else 0x05).
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), hub_events.recv()).await {
-                Ok(Ok(p2p::server::PeerEvent::Dropped { .. })) => break,
-                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-                _ => return Err("hub never reported the peer dropped".into()),
-            }
-        }
+        // Both servers must have dropped the session before the same id may come back
+        // (else 0x05, correctly).
+        wait_dropped(&mut client_events).await?;
+        wait_dropped(&mut hub_events).await?;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     tokio::join!(client.shutdown(), hub.shutdown());
     Ok(rate)
+}
+
+async fn wait_dropped(
+    events: &mut tokio::sync::broadcast::Receiver<p2p::server::PeerEvent>,
+) -> Result<(), BoxError> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Ok(p2p::server::PeerEvent::Dropped { .. })) => return Ok(()),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => return Err("a server never reported the peer dropped".into()),
+        }
+    }
 }
 
 // ----- N concurrent idle peers, two processes --------------------------------------------
