@@ -190,34 +190,38 @@ impl Shared {
         }
     }
 
+    /// Write one message (wire code) under the write-start token, within the write timeout.
+    /// Returns the frame-data size, or `None` when the peer is closing or the write failed
+    /// (a failed or timed-out write ends the peer).
+    pub(crate) async fn write_message(&self, wire_code: u64, payload: &[u8]) -> Option<usize> {
+        let mut writer = tokio::select! {
+            biased;
+            _ = self.closing.cancelled() => return None,
+            w = self.writer.lock() => w,
+        };
+        // The token may have been handed over just as the peer started closing.
+        if self.closing.is_cancelled() {
+            return None;
+        }
+        let detail =
+            match tokio::time::timeout(self.config.write_timeout, writer.write(wire_code, payload))
+                .await
+            {
+                Ok(Ok(size)) => return Some(size),
+                Ok(Err(e)) => format!("write failed: {e}"),
+                Err(_) => "write timed out".to_string(),
+            };
+        self.close(DisconnectReason::TcpSubsystemError, false, detail);
+        None
+    }
+
     /// Write one base-protocol message under the token.
     async fn write_base(&self, code: u64, payload: &[u8]) -> bool {
-        let mut writer = tokio::select! {
-            w = self.writer.lock() => w,
-            _ = self.closing.cancelled() => return false,
+        let Some(size) = self.write_message(code, payload).await else {
+            return false;
         };
-        match tokio::time::timeout(self.config.write_timeout, writer.write(code, payload)).await {
-            Ok(Ok(size)) => {
-                self.base_counters.egress(code, size);
-                true
-            }
-            Ok(Err(e)) => {
-                self.close(
-                    DisconnectReason::TcpSubsystemError,
-                    false,
-                    format!("write failed: {e}"),
-                );
-                false
-            }
-            Err(_) => {
-                self.close(
-                    DisconnectReason::TcpSubsystemError,
-                    false,
-                    "write timed out",
-                );
-                false
-            }
-        }
+        self.base_counters.egress(code, size);
+        true
     }
 }
 

@@ -8,7 +8,6 @@ use tokio::sync::mpsc;
 
 use super::metrics::ProtoCounters;
 use super::Peer;
-use crate::base::DisconnectReason;
 use crate::protocol::{Msg, ProtocolError, SharedCapability};
 
 /// The read/write handle a protocol's `run` receives. Codes are relative to the protocol:
@@ -95,44 +94,13 @@ impl ProtoWriter {
             });
         }
         let shared = &self.peer.shared;
-        let mut writer = tokio::select! {
-            biased;
-            _ = shared.closing.cancelled() => return Err(ProtocolError::PeerClosed),
-            w = shared.writer.lock() => w,
-        };
-        if shared.closing.is_cancelled() {
-            return Err(ProtocolError::PeerClosed);
-        }
-        let wire_code = self.cap.offset + code;
-        match tokio::time::timeout(
-            shared.config.write_timeout,
-            writer.write(wire_code, payload),
-        )
-        .await
-        {
-            Ok(Ok(size)) => {
-                drop(writer);
-                self.counters.egress(code, size);
-                shared.emit(&self.cap.name, code, size, false);
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                shared.close(
-                    DisconnectReason::TcpSubsystemError,
-                    false,
-                    format!("write failed: {e}"),
-                );
-                Err(ProtocolError::PeerClosed)
-            }
-            Err(_) => {
-                shared.close(
-                    DisconnectReason::TcpSubsystemError,
-                    false,
-                    "write timed out",
-                );
-                Err(ProtocolError::PeerClosed)
-            }
-        }
+        let size = shared
+            .write_message(self.cap.offset + code, payload)
+            .await
+            .ok_or(ProtocolError::PeerClosed)?;
+        self.counters.egress(code, size);
+        shared.emit(&self.cap.name, code, size, false);
+        Ok(())
     }
 
     /// Write a payload held in `Bytes`.
