@@ -8,14 +8,13 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use secp256k1::SecretKey;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::FramedRead;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::base::DISCONNECT;
+use crate::base::{BASE_PROTOCOL_LENGTH, DISCONNECT, PONG};
+use crate::budget::{BudgetExceeded, Charge, Holder};
 use crate::ecies::{self, HandshakeError};
-use crate::frame::{FrameError, FrameOpener, FrameSealer, MAX_FRAME_SIZE};
+use crate::frame::{FrameError, FrameOpener, FrameSealer, HEADER_LEN, MAX_FRAME_SIZE};
 use crate::message::{self, MessageError, Snappy, MAX_DECOMPRESSED_SIZE};
 use crate::node::NodeId;
 
@@ -43,7 +42,19 @@ pub enum ConnError {
     /// An I/O error while writing.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// Buffering the next message would take more memory than the node budget allows for
+    /// this peer.
+    #[error("{0}")]
+    Budget(#[from] BudgetExceeded),
 }
+
+/// Read buffer per link: small frames are read through it, a frame body larger than it is
+/// read straight into the body's own allocation. Part of the fixed overhead per peer.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Longest a reader waits for room in the node budget (after the largest holder was told
+/// to go) before giving up on its own frame.
+const BUDGET_WAIT: Duration = Duration::from_secs(5);
 
 /// One message as read from the link.
 #[derive(Debug, Clone)]
@@ -57,6 +68,9 @@ pub struct RawMessage {
     pub wire_size: usize,
     /// When the message was read.
     pub received_at: Instant,
+    /// Bytes of `payload` still charged to the peer's memory budget (0 without a budget):
+    /// whoever takes the message over owns that charge and must release it.
+    pub charged: usize,
 }
 
 /// A boxed byte stream half, so the layers above need no generics.
@@ -124,8 +138,10 @@ impl Conn {
         Conn {
             remote_id: secrets.remote_id,
             reader: ConnReader {
-                frames: FramedRead::new(Box::new(r) as BoxRead, opener),
+                io: BufReader::with_capacity(READ_BUFFER, Box::new(r) as BoxRead),
+                opener,
                 snappy: None,
+                budget: None,
             },
             writer: ConnWriter {
                 io: Box::new(w),
@@ -139,9 +155,16 @@ impl Conn {
 }
 
 /// The reading half of a link.
+///
+/// Each frame body is read into an allocation of its own, sized by the (authenticated)
+/// header; with a budget attached, that size is charged before the allocation is made,
+/// and so is a snappy payload's stated size before it is decompressed. Every payload
+/// returned owns exactly its bytes (no view into a shared read buffer).
 pub struct ConnReader {
-    frames: FramedRead<BoxRead, FrameOpener>,
+    io: BufReader<BoxRead>,
+    opener: FrameOpener,
     snappy: Option<Snappy>,
+    budget: Option<Holder>,
 }
 
 impl ConnReader {
@@ -158,31 +181,81 @@ impl ConnReader {
     /// The largest frame accepted from now on (checked on the frame header, before the body is
     /// buffered). Lowered while waiting for Hello.
     pub fn set_max_frame_size(&mut self, max: usize) {
-        self.frames
-            .decoder_mut()
-            .set_max_frame_size(max.min(MAX_FRAME_SIZE));
+        self.opener.set_max_frame_size(max.min(MAX_FRAME_SIZE));
     }
 
+    /// Charge every buffer from now on to `holder` (one per peer, in the node budget).
+    pub(crate) fn set_budget(&mut self, holder: Holder) {
+        self.budget = Some(holder);
+    }
+
+
     /// Read the next whole message.
+    ///
+    /// Base-protocol codes 0x04..=0x0f are reserved: their payload is discarded unread
+    /// (never decompressed), and an empty payload is returned.
     pub async fn read(&mut self) -> Result<RawMessage, ConnError> {
-        let frame = match self.frames.next().await {
-            Some(frame) => frame?,
-            None => return Err(ConnError::Closed),
-        };
+        let mut header = [0u8; HEADER_LEN];
+        // A clean close between frames is `Closed`; anywhere else it is an I/O error.
+        let first = self.io.read(&mut header).await.map_err(FrameError::Io)?;
+        if first == 0 {
+            return Err(ConnError::Closed);
+        }
+        if let Some(rest) = header.get_mut(first..) {
+            self.io.read_exact(rest).await.map_err(FrameError::Io)?;
+        }
+        let size = self.opener.open_header(&header)?;
+        let body_len = FrameOpener::body_len(size);
+        // Charged before a byte of the body is stored: the header's claim is paid up front.
+        let mut frame_charge = charge(self.budget.as_ref(), body_len).await?;
+        let mut body = vec![0u8; body_len];
+        self.io.read_exact(&mut body).await.map_err(FrameError::Io)?;
+        self.opener.open_body(&mut body)?;
         let received_at = Instant::now();
-        let wire_size = frame.len();
-        let (code, data) = message::split_id(&frame)?;
-        let payload = match &mut self.snappy {
+        body.truncate(size);
+        let wire_size = size;
+        let (code, data) = message::split_id(&body)?;
+        let id_len = size - data.len();
+        let reserved = (PONG + 1..BASE_PROTOCOL_LENGTH).contains(&code);
+        let decompress = self.snappy.is_some() && code != DISCONNECT;
+        let (payload, charge) = match () {
+            _ if reserved => (Bytes::new(), None),
             // A Disconnect may arrive compressed or not: the session layer decodes it leniently.
-            Some(snappy) if code != DISCONNECT => snappy.decompress(data, MAX_DECOMPRESSED_SIZE)?,
-            _ => Bytes::copy_from_slice(data),
+            _ if decompress => {
+                let len = Snappy::decompressed_len(data, MAX_DECOMPRESSED_SIZE)?;
+                let charge = charge(self.budget.as_ref(), len).await?;
+                let snappy = self.snappy.get_or_insert_with(Snappy::new);
+                (snappy.decompress(data, MAX_DECOMPRESSED_SIZE)?, charge)
+            }
+            _ => {
+                // Reuse the body's allocation: move the payload to its front and give back
+                // the id, padding and MAC bytes, so the payload owns exactly its length.
+                body.copy_within(id_len.., 0);
+                body.truncate(size - id_len);
+                body.shrink_to_fit();
+                let len = body.len();
+                if let Some(c) = frame_charge.as_mut() {
+                    c.shrink_to(len);
+                }
+                (Bytes::from(body), frame_charge.take())
+            }
         };
+        drop(frame_charge);
         Ok(RawMessage {
             code,
             payload,
             wire_size,
             received_at,
+            charged: charge.map_or(0, Charge::keep),
         })
+    }
+}
+
+/// Charge `n` bytes to `holder`, if the link has one.
+async fn charge(holder: Option<&Holder>, n: usize) -> Result<Option<Charge>, ConnError> {
+    match holder {
+        Some(holder) => Ok(Some(holder.charge(n, BUDGET_WAIT).await?)),
+        None => Ok(None),
     }
 }
 

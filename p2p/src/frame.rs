@@ -25,7 +25,7 @@ pub const MAX_FRAME_SIZE: usize = 0xFF_FFFF;
 const BLOCK: usize = 16;
 
 /// Bytes the encrypted header plus its MAC take on the wire.
-const HEADER_LEN: usize = 2 * BLOCK;
+pub const HEADER_LEN: usize = 2 * BLOCK;
 
 /// AES-256 in counter mode with a 128-bit big-endian counter, as RLPx uses it.
 type Keystream = ctr::Ctr128BE<aes::Aes256>;

@@ -74,6 +74,7 @@
 #![warn(missing_docs)]
 
 pub mod base;
+pub mod budget;
 pub mod conn;
 pub mod ecies;
 pub mod frame;

@@ -89,14 +89,12 @@ pub fn split_id(frame_data: &[u8]) -> Result<(u64, &[u8]), MessageError> {
 /// Reusable snappy state for one connection direction.
 ///
 /// Holds the raw-block encoder/decoder and scratch buffers so that steady traffic does
-/// not allocate per message: `compress` writes into a scratch `Vec` that only grows,
-/// and `decompress` carves its output out of a `BytesMut` whose memory is reclaimed
-/// once the previously returned `Bytes` have been dropped.
+/// not allocate per message: `compress` writes into a reused scratch `Vec`. `decompress`
+/// allocates each payload on its own, sized to it, because the payload is handed on.
 pub struct Snappy {
     encoder: snap::raw::Encoder,
     decoder: snap::raw::Decoder,
     compressed: Vec<u8>,
-    decompressed: BytesMut,
 }
 
 impl std::fmt::Debug for Snappy {
@@ -104,7 +102,6 @@ impl std::fmt::Debug for Snappy {
         // Capacities only: the scratch buffers can hold megabytes of peer data.
         f.debug_struct("Snappy")
             .field("compress_scratch", &self.compressed.capacity())
-            .field("decompress_scratch", &self.decompressed.capacity())
             .finish()
     }
 }
@@ -122,7 +119,6 @@ impl Snappy {
             encoder: snap::raw::Encoder::new(),
             decoder: snap::raw::Decoder::new(),
             compressed: Vec::new(),
-            decompressed: BytesMut::new(),
         }
     }
 
@@ -160,13 +156,11 @@ impl Snappy {
             .ok_or_else(|| MessageError::Snappy("encoder reported an impossible length".into()))
     }
 
-    /// Check snappy's stated decompressed length against `max` BEFORE allocating, then decompress.
+    /// The decompressed length `data` states in its snappy header, refused above `max`.
     ///
-    /// The length a peer states in the snappy header is only a claim: it is compared
-    /// with `max` before any buffer of that size exists, so a 5-byte message claiming
-    /// 1 GiB costs nothing. snap itself then checks that the block really decodes to
-    /// exactly the stated length.
-    pub fn decompress(&mut self, data: &[u8], max: usize) -> Result<Bytes, MessageError> {
+    /// Only a claim (checked again while decoding); it lets a caller charge the memory
+    /// before anything of that size is allocated.
+    pub fn decompressed_len(data: &[u8], max: usize) -> Result<usize, MessageError> {
         if data.is_empty() {
             return Err(MessageError::Snappy("empty input".into()));
         }
@@ -175,21 +169,27 @@ impl Snappy {
         if size > max {
             return Err(MessageError::TooLarge { size, max });
         }
-        self.decompressed.clear();
-        self.decompressed.resize(size, 0);
-        let result = self.decoder.decompress(data, &mut self.decompressed);
-        match result {
-            Ok(n) if n == size => Ok(self.decompressed.split().freeze()),
-            Ok(n) => {
-                self.decompressed.clear();
-                Err(MessageError::Snappy(format!(
-                    "decoded {n} bytes, header stated {size}"
-                )))
-            }
-            Err(e) => {
-                self.decompressed.clear();
-                Err(MessageError::Snappy(e.to_string()))
-            }
+        Ok(size)
+    }
+
+    /// Check snappy's stated decompressed length against `max` BEFORE allocating, then decompress.
+    ///
+    /// The length a peer states in the snappy header is only a claim: it is compared
+    /// with `max` before any buffer of that size exists, so a 5-byte message claiming
+    /// 1 GiB costs nothing. snap itself then checks that the block really decodes to
+    /// exactly the stated length.
+    ///
+    /// The result owns an allocation of exactly its length: a payload a protocol keeps
+    /// (a cached transaction, say) must not keep a larger shared buffer alive.
+    pub fn decompress(&mut self, data: &[u8], max: usize) -> Result<Bytes, MessageError> {
+        let size = Self::decompressed_len(data, max)?;
+        let mut out = vec![0u8; size];
+        match self.decoder.decompress(data, &mut out) {
+            Ok(n) if n == size => Ok(Bytes::from(out)),
+            Ok(n) => Err(MessageError::Snappy(format!(
+                "decoded {n} bytes, header stated {size}"
+            ))),
+            Err(e) => Err(MessageError::Snappy(e.to_string())),
         }
     }
 }
@@ -211,5 +211,22 @@ mod tests {
         // And it still compresses correctly.
         let round = snappy.decompress(&small, 1024).unwrap();
         assert_eq!(&round[..], b"\xc3\x01\x02\x03");
+    }
+
+    /// A payload kept after decompression must own exactly its bytes, not a view into a
+    /// buffer shared with other (larger) messages.
+    #[test]
+    fn a_decompressed_payload_owns_exactly_its_bytes() {
+        let mut snappy = Snappy::new();
+        let big = vec![0u8; 8 * 1024 * 1024];
+        let big_c = snap::raw::Encoder::new().compress_vec(&big).unwrap();
+        let small_c = snap::raw::Encoder::new().compress_vec(&[7u8; 32]).unwrap();
+        drop(snappy.decompress(&big_c, MAX_DECOMPRESSED_SIZE).unwrap());
+        let small = snappy.decompress(&small_c, MAX_DECOMPRESSED_SIZE).unwrap();
+        let owned = small
+            .try_into_mut()
+            .expect("the payload shares its allocation with the decompressor");
+        assert_eq!(owned.len(), 32);
+        assert!(owned.capacity() < 64, "32-byte payload pins {} bytes", owned.capacity());
     }
 }

@@ -54,21 +54,84 @@ impl FrameOpener {
         self.max_frame_size
     }
 
-    /// Verifies, decrypts and consumes a header if all 32 bytes are there; returns its size.
-    fn read_header(&mut self, src: &mut BytesMut) -> Result<Option<usize>, FrameError> {
-        let (Some(ct), Some(mac)) = (src.get(..BLOCK), src.get(BLOCK..HEADER_LEN)) else {
-            return Ok(None);
-        };
+    /// Verifies and decrypts one header (32 bytes: ciphertext then MAC) and returns the
+    /// frame-data size it states, refused with [`FrameError::TooLarge`] above the limit.
+    ///
+    /// For readers that buffer each body themselves (the size is known, and can be
+    /// charged, before any body byte is stored). Any error poisons the opener.
+    pub fn open_header(&mut self, header: &[u8; HEADER_LEN]) -> Result<usize, FrameError> {
+        let out = self.open_header_inner(header);
+        self.poison_on_error(out)
+    }
+
+    /// Verifies and decrypts one body in place: `body` is the padded ciphertext followed by
+    /// the 16-byte frame MAC, exactly [`FrameOpener::body_len`] bytes for the size
+    /// [`FrameOpener::open_header`] returned. On success the first `size` bytes of `body`
+    /// are the frame-data. Any error poisons the opener.
+    pub fn open_body(&mut self, body: &mut [u8]) -> Result<(), FrameError> {
+        let out = self.open_body_inner(body);
+        self.poison_on_error(out)
+    }
+
+    /// Bytes the body of a frame of `size` bytes of frame-data takes on the wire
+    /// (padding and frame MAC included).
+    pub fn body_len(size: usize) -> usize {
+        padded_len(size.min(MAX_FRAME_SIZE)) + BLOCK
+    }
+
+    fn poison_on_error<T>(&mut self, out: Result<T, FrameError>) -> Result<T, FrameError> {
+        if self.state == State::Failed {
+            return Err(FrameError::Poisoned);
+        }
+        if out.is_err() {
+            self.state = State::Failed;
+        }
+        out
+    }
+
+    fn open_header_inner(&mut self, header: &[u8; HEADER_LEN]) -> Result<usize, FrameError> {
         let mut head = [0u8; BLOCK];
-        head.copy_from_slice(ct);
+        head.copy_from_slice(&header[..BLOCK]);
         // MAC first: nothing the peer sent is decrypted or interpreted before it is authenticated.
         let expected = self.mac.update_header(&head);
-        if !bool::from(expected.ct_eq(mac)) {
+        if !bool::from(expected.ct_eq(&header[BLOCK..])) {
             return Err(FrameError::HeaderMac);
         }
         self.keystream.apply_keystream(&mut head);
+        let size = header::decode_size(&head);
+        if size > self.max_frame_size {
+            tracing::debug!(size, max = self.max_frame_size, "peer frame too large");
+            return Err(FrameError::TooLarge {
+                size,
+                max: self.max_frame_size,
+            });
+        }
+        Ok(size)
+    }
+
+    fn open_body_inner(&mut self, body: &mut [u8]) -> Result<(), FrameError> {
+        let padded = body.len().checked_sub(BLOCK).ok_or(FrameError::FrameMac)?;
+        let (ct, mac) = body.split_at_mut(padded);
+        // MAC before decryption, as for the header.
+        let expected = self.mac.update_body(ct);
+        if !bool::from(expected.ct_eq(mac)) {
+            return Err(FrameError::FrameMac);
+        }
+        // Decrypt the padding too: the keystream must advance over every body byte.
+        self.keystream.apply_keystream(ct);
+        Ok(())
+    }
+
+    /// Verifies, decrypts and consumes a header if all 32 bytes are there; returns its size.
+    fn read_header(&mut self, src: &mut BytesMut) -> Result<Option<usize>, FrameError> {
+        let Some(header) = src.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let mut buf = [0u8; HEADER_LEN];
+        buf.copy_from_slice(header);
+        let size = self.open_header_inner(&buf)?;
         src.advance(HEADER_LEN);
-        Ok(Some(header::decode_size(&head)))
+        Ok(Some(size))
     }
 
     /// Verifies, decrypts and splits off a body of `size` bytes if it has fully arrived.
@@ -77,21 +140,12 @@ impl FrameOpener {
         size: usize,
         src: &mut BytesMut,
     ) -> Result<Option<BytesMut>, FrameError> {
-        let padded = padded_len(size);
-        let total = padded + BLOCK;
-        let (Some(ct), Some(mac)) = (src.get(..padded), src.get(padded..total)) else {
+        let total = Self::body_len(size);
+        if src.len() < total {
             return Ok(None);
-        };
-        // MAC before decryption, as for the header.
-        let expected = self.mac.update_body(ct);
-        if !bool::from(expected.ct_eq(mac)) {
-            return Err(FrameError::FrameMac);
         }
         let mut frame = src.split_to(total);
-        // Decrypt the padding too: the keystream must advance over every body byte.
-        if let Some(body) = frame.get_mut(..padded) {
-            self.keystream.apply_keystream(body);
-        }
+        self.open_body_inner(&mut frame)?;
         frame.truncate(size);
         Ok(Some(frame))
     }
@@ -104,13 +158,6 @@ impl FrameOpener {
                     let Some(size) = self.read_header(src)? else {
                         return Ok(None);
                     };
-                    if size > self.max_frame_size {
-                        tracing::debug!(size, max = self.max_frame_size, "peer frame too large");
-                        return Err(FrameError::TooLarge {
-                            size,
-                            max: self.max_frame_size,
-                        });
-                    }
                     // Only now, with the size authenticated and within the limit, make room
                     // for the whole body so the transport can read it in as few calls as possible.
                     let needed = padded_len(size) + BLOCK;

@@ -29,6 +29,7 @@ use crate::base::{
     Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH, DISCONNECT, EMPTY_LIST, HELLO, PING,
     PONG,
 };
+use crate::budget::{Holder, MemoryBudget};
 use crate::conn::{Conn, ConnError, ConnReader, ConnWriter};
 use crate::frame::FrameError;
 use crate::node::NodeId;
@@ -70,6 +71,10 @@ pub struct PeerConfig {
     pub inbound_budget_bytes: usize,
     /// How long protocols get to return once the peer is closing, before they are aborted.
     pub protocol_grace: Duration,
+    /// The node-wide memory budget this peer's buffers and queues are charged to (a
+    /// [`crate::server::Server`] puts its own here). `None`: the peer is only bounded by
+    /// its own limits.
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 impl Default for PeerConfig {
@@ -83,6 +88,7 @@ impl Default for PeerConfig {
             ping_refill: Duration::from_secs(1),
             inbound_budget_bytes: 32 * 1024 * 1024,
             protocol_grace: Duration::from_secs(2),
+            memory_budget: None,
         }
     }
 }
@@ -157,6 +163,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Vec<Arc<ProtoCounters>>,
     pub(crate) total_queued: Arc<AtomicUsize>,
     pub(crate) msg_events: Option<tokio::sync::broadcast::Sender<MessageEvent>>,
+    /// This peer's account in the node memory budget: frame buffer, payload being
+    /// decompressed, and every queued inbound message.
+    pub(crate) budget: Holder,
     id_short: String,
 }
 
@@ -277,6 +286,12 @@ impl Peer {
             .map(|m| Arc::new(ProtoCounters::new(&m.name, m.version, m.length)))
             .collect();
         let id_short = hex::encode(&info.id.0[..8]);
+        let budget = config
+            .memory_budget
+            .clone()
+            .unwrap_or_else(|| MemoryBudget::new(usize::MAX))
+            .holder();
+        conn.reader.set_budget(budget.clone());
         let shared = Arc::new(Shared {
             info,
             hello: their_hello,
@@ -292,8 +307,10 @@ impl Peer {
             counters: counters.clone(),
             total_queued: Arc::new(AtomicUsize::new(0)),
             msg_events,
+            budget,
             id_short,
         });
+        watch_budget(&shared);
         let peer = Peer { shared };
 
         let mut routes = Vec::with_capacity(matched.len());
@@ -385,6 +402,13 @@ impl Peer {
         std::iter::once(self.shared.base_counters.snapshot())
             .chain(self.shared.counters.iter().map(|c| c.snapshot()))
             .collect()
+    }
+
+    /// Bytes held on this peer's behalf now: its frame buffer, a payload being
+    /// decompressed, and its protocols' unread inbound messages (all charged to the node
+    /// memory budget).
+    pub fn held_bytes(&self) -> usize {
+        self.shared.budget.held()
     }
 
     /// End the peer, sending `reason` to the remote.
@@ -480,6 +504,18 @@ pub struct PeerSnapshot {
     pub traffic: Vec<ProtocolTraffic>,
     /// Each protocol's peer-info hook, by name.
     pub protocol_info: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// When the node budget is full and this peer holds the most, it is disconnected with
+/// "too many peers" (0x04): the node has no room for it.
+fn watch_budget(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    shared.budget.on_evict(move |detail| {
+        if let Some(shared) = weak.upgrade() {
+            warn!(held = shared.budget.held(), "{detail}");
+            shared.close(DisconnectReason::TooManyPeers, false, detail);
+        }
+    });
 }
 
 /// Runs the peer's tasks and ends them all on the first failure.
@@ -610,6 +646,8 @@ fn reason_for_read_error(e: &ConnError) -> DisconnectReason {
         ConnError::Frame(FrameError::Io(_)) | ConnError::Io(_) | ConnError::Closed => {
             DisconnectReason::TcpSubsystemError
         }
+        // The node has no room for what this peer is sending.
+        ConnError::Budget(_) => DisconnectReason::TooManyPeers,
         _ => DisconnectReason::ProtocolBreach,
     }
 }
@@ -639,6 +677,8 @@ async fn read_loop(
                 return;
             }
         };
+        // Given back when the message is dropped here; kept while it sits in a queue.
+        let charge = shared.budget.adopt(msg.charged);
         if msg.code < BASE_PROTOCOL_LENGTH {
             shared.base_counters.ingress(msg.code, msg.wire_size);
         }
@@ -673,6 +713,7 @@ async fn read_loop(
                 };
                 let rel = code - route.cap.offset;
                 let size = msg.payload.len();
+                debug_assert_eq!(size, msg.charged, "a queued payload is charged exactly");
                 route.counters.ingress(rel, msg.wire_size);
                 shared.emit(&route.cap.name, rel, msg.wire_size, true);
                 let queued = route.queued_bytes.load(Ordering::Acquire);
@@ -695,6 +736,8 @@ async fn read_loop(
                 };
                 match route.queue.try_send(delivered) {
                     Ok(()) => {
+                        // The receiving ProtoRw releases it when read or dropped.
+                        charge.keep();
                         // When the protocol falls far behind, let it run: on a busy runtime
                         // an eager read loop could otherwise fill its queue (and breach its
                         // budget) without ever giving it a turn.

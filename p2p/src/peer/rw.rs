@@ -56,9 +56,16 @@ impl ProtoRw {
             msg = self.inbox.recv() => msg,
         };
         let msg = msg.ok_or(ProtocolError::PeerClosed)?;
-        self.queued_bytes.fetch_sub(msg.size, Ordering::AcqRel);
-        shared.total_queued.fetch_sub(msg.size, Ordering::AcqRel);
+        self.release(msg.size);
         Ok(msg)
+    }
+
+    /// A message of `size` bytes left the queue: it is no longer held on the peer's behalf.
+    fn release(&self, size: usize) {
+        let shared = &self.writer.peer.shared;
+        self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        shared.total_queued.fetch_sub(size, Ordering::AcqRel);
+        shared.budget.release(size);
     }
 
     /// Write one message (see [`ProtoWriter::write`]).
@@ -79,6 +86,19 @@ impl ProtoRw {
     /// The negotiated capability (name, version, offset, length).
     pub fn capability(&self) -> &SharedCapability {
         &self.writer.cap
+    }
+}
+
+/// A protocol that drops its reader chooses not to read: what is queued is released now,
+/// and the read loop discards (without charging) whatever arrives for it afterwards.
+impl Drop for ProtoRw {
+    fn drop(&mut self) {
+        // Closed first, so a send racing with this drop either lands before (and is drained
+        // here) or fails (and the read loop releases it).
+        self.inbox.close();
+        while let Ok(msg) = self.inbox.try_recv() {
+            self.release(msg.size);
+        }
     }
 }
 

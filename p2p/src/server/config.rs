@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub static_backoff_max: Duration,
     /// Per-peer timers and limits.
     pub peer: PeerConfig,
+    /// Node-wide budget for bytes held on peers' behalf (frame buffers, decompression,
+    /// inbound queues), trusted peers included. When full, the peer holding the most is
+    /// disconnected. Default 256 MiB.
+    pub memory_budget_bytes: usize,
     /// Publish a message event for every message sent and received.
     pub enable_msg_events: bool,
     /// Capacity of the event stream; slow subscribers miss events past it.
@@ -77,6 +81,7 @@ impl ServerConfig {
             static_backoff_min: Duration::from_secs(1),
             static_backoff_max: Duration::from_secs(300),
             peer: PeerConfig::default(),
+            memory_budget_bytes: crate::budget::DEFAULT_BUDGET_BYTES,
             enable_msg_events: false,
             event_capacity: 1024,
             announce_port: None,

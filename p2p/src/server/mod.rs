@@ -155,6 +155,8 @@ struct Inner {
     events: broadcast::Sender<PeerEvent>,
     msg_events: Option<broadcast::Sender<MessageEvent>>,
     pending: Arc<Semaphore>,
+    /// Bytes held on every peer's behalf, node-wide.
+    budget: crate::budget::MemoryBudget,
     /// Traffic of peers that have ended, per protocol name and version.
     finished_traffic: Mutex<Vec<ProtocolTraffic>>,
     shutdown: CancellationToken,
@@ -207,6 +209,7 @@ impl Server {
             events,
             msg_events,
             pending: Arc::new(Semaphore::new(config.max_pending.max(1))),
+            budget: crate::budget::MemoryBudget::new(config.memory_budget_bytes),
             finished_traffic: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
@@ -630,7 +633,7 @@ impl Server {
             theirs,
             &cfg.protocols,
             info,
-            cfg.peer.clone(),
+            self.peer_config(),
             self.inner.msg_events.clone(),
         )
         .await?;
@@ -668,6 +671,19 @@ impl Server {
             });
         });
         Ok(peer)
+    }
+
+    /// The node-wide memory budget every peer is charged to.
+    pub fn memory_budget(&self) -> &crate::budget::MemoryBudget {
+        &self.inner.budget
+    }
+
+    /// Per-peer settings, charging the node's memory budget.
+    fn peer_config(&self) -> crate::peer::PeerConfig {
+        crate::peer::PeerConfig {
+            memory_budget: Some(self.inner.budget.clone()),
+            ..self.inner.config.peer.clone()
+        }
     }
 
     /// Stop: close the listener, stop dialing, send every peer "client quitting" (0x08) and
