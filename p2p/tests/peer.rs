@@ -482,3 +482,120 @@ async fn no_shared_capability_is_a_useless_peer() {
         DisconnectReason::UselessPeer
     );
 }
+
+/// A protocol that hands every payload it reads to the test.
+fn forwarding_protocol(tx: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>) -> Protocol {
+    Protocol::new("aa", 1, 1, move |_peer, mut rw| {
+        let tx = tx.clone();
+        async move {
+            loop {
+                let m = rw.read().await?;
+                let _ = tx.send(m.payload);
+            }
+        }
+    })
+}
+
+/// The allocation behind `payload`, which must be its alone.
+fn allocation(payload: bytes::Bytes) -> usize {
+    payload
+        .try_into_mut()
+        .expect("the payload shares its allocation with another buffer")
+        .capacity()
+}
+
+#[tokio::test]
+async fn a_kept_payload_owns_exactly_its_bytes() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (peer, mut remote) = setup(
+        vec![forwarding_protocol(tx)],
+        &[("aa", 1)],
+        PeerConfig::default(),
+    )
+    .await;
+    assert!(peer.snappy());
+    remote.writer.write(16, &vec![0u8; 4 << 20]).await.unwrap();
+    remote.writer.write(16, &[7u8; 32]).await.unwrap();
+    let big = rx.recv().await.unwrap();
+    let small = rx.recv().await.unwrap();
+    drop(big);
+    let held = allocation(small);
+    assert!(held < 64, "a 32-byte payload keeps {held} bytes alive");
+}
+
+#[tokio::test]
+async fn an_uncompressed_payload_owns_exactly_its_bytes() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let (ka, kb) = (key(), key());
+    let id_b = NodeId::from_secret(&kb);
+    let (ca, cb) = tokio::join!(Conn::initiate(a, &ka, &id_b, T), Conn::accept(b, &kb, T));
+    let (mut ca, mut cb) = (ca.unwrap(), cb.unwrap());
+    let big = vec![1u8; 1 << 20];
+    let (w, r) = tokio::join!(
+        async {
+            ca.writer.write(16, &big).await.unwrap();
+            ca.writer.write(16, &[7u8; 32]).await.unwrap();
+        },
+        async { (read(&mut cb).await, read(&mut cb).await) }
+    );
+    let ((), (first, second)) = (w, r);
+    assert_eq!(first.payload.len(), 1 << 20);
+    drop(first);
+    assert_eq!(allocation(second.payload), 32);
+}
+
+#[tokio::test]
+async fn reserved_base_codes_are_not_decompressed() {
+    // A budget far below what the reserved message would decompress to: decompressing it
+    // would have to be refused (and the peer dropped); discarding it costs nothing.
+    let config = PeerConfig {
+        memory_budget: Some(p2p::budget::MemoryBudget::new(1 << 20)),
+        ..PeerConfig::default()
+    };
+    let (peer, mut remote) = setup(vec![idle_protocol("aa", 1)], &[("aa", 1)], config).await;
+    remote.writer.write(5, &vec![0u8; 8 << 20]).await.unwrap();
+    remote.writer.write(PING, &EMPTY_LIST).await.unwrap();
+    assert_eq!(read(&mut remote).await.code, PONG);
+    assert!(!peer.is_closing());
+    assert_eq!(peer.held_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_dropped_reader_releases_its_queue_and_later_messages_are_not_charged() {
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let go = std::sync::Mutex::new(Some((go_rx, dropped_tx)));
+    // Reads one message, lets the rest queue up, then drops its reader and keeps running.
+    let dropper = Protocol::new("aa", 1, 1, move |_peer, mut rw| {
+        let signals = go.lock().unwrap().take();
+        async move {
+            rw.read().await?;
+            let (go_rx, dropped_tx) = signals.expect("one peer");
+            let _ = go_rx.await;
+            drop(rw);
+            let _ = dropped_tx.send(());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    let (peer, mut remote) = setup(vec![dropper], &[("aa", 1)], PeerConfig::default()).await;
+    remote.writer.write(16, &EMPTY_LIST).await.unwrap();
+    let payload = vec![0x42u8; 10_000];
+    for _ in 0..5 {
+        remote.writer.write(16, &payload).await.unwrap();
+    }
+    // A ping answered means the read loop has queued everything sent before it.
+    remote.writer.write(PING, &EMPTY_LIST).await.unwrap();
+    assert_eq!(read(&mut remote).await.code, PONG);
+    assert_eq!(peer.held_bytes(), 5 * 10_000);
+    go_tx.send(()).unwrap();
+    dropped_rx.await.unwrap();
+    assert_eq!(peer.held_bytes(), 0, "queued bytes stay charged after the drop");
+    for _ in 0..5 {
+        remote.writer.write(16, &payload).await.unwrap();
+    }
+    remote.writer.write(PING, &EMPTY_LIST).await.unwrap();
+    assert_eq!(read(&mut remote).await.code, PONG);
+    assert_eq!(peer.held_bytes(), 0, "messages after the drop are charged");
+    assert!(!peer.is_closing());
+}

@@ -142,6 +142,7 @@ pub struct PeerInfo {
 pub(crate) struct Route {
     pub(crate) cap: SharedCapability,
     pub(crate) queue: mpsc::Sender<Msg>,
+    pub(crate) inbox: rw::Inbox,
     pub(crate) queued_bytes: Arc<AtomicUsize>,
     pub(crate) limits: InboundLimits,
     pub(crate) counters: Arc<ProtoCounters>,
@@ -325,14 +326,16 @@ impl Peer {
             let limits = proto.inbound_limits;
             let (tx, rx) = mpsc::channel(limits.max_messages.max(1));
             let queued_bytes = Arc::new(AtomicUsize::new(0));
+            let inbox = Arc::new(tokio::sync::Mutex::new(rx));
             routes.push(Route {
                 cap: cap.clone(),
                 queue: tx,
+                inbox: inbox.clone(),
                 queued_bytes: queued_bytes.clone(),
                 limits,
                 counters: counters.clone(),
             });
-            let rw = ProtoRw::new(peer.clone(), cap, rx, queued_bytes, counters);
+            let rw = ProtoRw::new(peer.clone(), cap, inbox, queued_bytes, counters);
             rws.push((proto.clone(), rw));
         }
 
@@ -659,6 +662,13 @@ async fn read_loop(
     ping_tx: mpsc::Sender<()>,
     pong_seen: Arc<Notify>,
 ) {
+    let routes = DrainOnExit {
+        peer: Peer {
+            shared: shared.clone(),
+        },
+        routes,
+    };
+    let routes = &routes.routes;
     let mut bucket = PingBucket::new(shared.config.ping_burst, shared.config.ping_refill);
     let breach = |detail: String| shared.close(DisconnectReason::ProtocolBreach, false, detail);
     loop {
@@ -763,6 +773,21 @@ async fn read_loop(
                     }
                 }
             }
+        }
+    }
+}
+
+/// The read loop's routes; when the loop ends (returns or is aborted, which is how every
+/// peer ends) every queue is closed and what it still holds is released to the budget.
+struct DrainOnExit {
+    peer: Peer,
+    routes: Vec<Route>,
+}
+
+impl Drop for DrainOnExit {
+    fn drop(&mut self) {
+        for route in &self.routes {
+            rw::drain(&route.inbox, &self.peer, &route.queued_bytes);
         }
     }
 }

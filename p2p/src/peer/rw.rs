@@ -13,7 +13,7 @@ use crate::protocol::{Msg, ProtocolError, SharedCapability};
 /// The read/write handle a protocol's `run` receives. Codes are relative to the protocol:
 /// it never sees another protocol's messages, and cannot write outside its own range.
 pub struct ProtoRw {
-    inbox: mpsc::Receiver<Msg>,
+    inbox: Inbox,
     queued_bytes: Arc<AtomicUsize>,
     writer: ProtoWriter,
 }
@@ -31,7 +31,7 @@ impl ProtoRw {
     pub(crate) fn new(
         peer: Peer,
         cap: SharedCapability,
-        inbox: mpsc::Receiver<Msg>,
+        inbox: Inbox,
         queued_bytes: Arc<AtomicUsize>,
         counters: Arc<ProtoCounters>,
     ) -> Self {
@@ -53,19 +53,11 @@ impl ProtoRw {
         let msg = tokio::select! {
             biased;
             _ = shared.closing.cancelled() => None,
-            msg = self.inbox.recv() => msg,
+            msg = async { self.inbox.lock().await.recv().await } => msg,
         };
         let msg = msg.ok_or(ProtocolError::PeerClosed)?;
-        self.release(msg.size);
+        release(&self.writer.peer, &self.queued_bytes, msg.size);
         Ok(msg)
-    }
-
-    /// A message of `size` bytes left the queue: it is no longer held on the peer's behalf.
-    fn release(&self, size: usize) {
-        let shared = &self.writer.peer.shared;
-        self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-        shared.total_queued.fetch_sub(size, Ordering::AcqRel);
-        shared.budget.release(size);
     }
 
     /// Write one message (see [`ProtoWriter::write`]).
@@ -93,11 +85,31 @@ impl ProtoRw {
 /// and the read loop discards (without charging) whatever arrives for it afterwards.
 impl Drop for ProtoRw {
     fn drop(&mut self) {
-        // Closed first, so a send racing with this drop either lands before (and is drained
-        // here) or fails (and the read loop releases it).
-        self.inbox.close();
-        while let Ok(msg) = self.inbox.try_recv() {
-            self.release(msg.size);
+        drain(&self.inbox, &self.writer.peer, &self.queued_bytes);
+    }
+}
+
+/// A protocol's inbound queue, shared between its [`ProtoRw`] and the peer's read loop
+/// (which drains it when the peer ends, so queued bytes go back to the node budget at once
+/// rather than when the protocol gets round to returning).
+pub(crate) type Inbox = Arc<tokio::sync::Mutex<mpsc::Receiver<Msg>>>;
+
+/// A message of `size` bytes left a queue: it is no longer held on the peer's behalf.
+fn release(peer: &Peer, queued_bytes: &AtomicUsize, size: usize) {
+    let shared = &peer.shared;
+    queued_bytes.fetch_sub(size, Ordering::AcqRel);
+    shared.total_queued.fetch_sub(size, Ordering::AcqRel);
+    shared.budget.release(size);
+}
+
+/// Close `inbox` and release everything still queued in it. Closed first, so a send racing
+/// with this either lands before (and is drained here) or fails (and the read loop releases
+/// it). Skipped when a reader holds the queue: that reader drains it when it drops.
+pub(crate) fn drain(inbox: &Inbox, peer: &Peer, queued_bytes: &AtomicUsize) {
+    if let Ok(mut rx) = inbox.try_lock() {
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            release(peer, queued_bytes, msg.size);
         }
     }
 }
