@@ -515,8 +515,11 @@ fn watch_budget(shared: &Arc<Shared>) {
     let weak = Arc::downgrade(shared);
     shared.budget.on_evict(move |detail| {
         if let Some(shared) = weak.upgrade() {
-            warn!(held = shared.budget.held(), "{detail}");
-            shared.close(DisconnectReason::TooManyPeers, false, detail);
+            // Several claimants may pick the same largest holder before it has let go.
+            if !shared.closing.is_cancelled() {
+                warn!(held = shared.budget.held(), "{detail}");
+                shared.close(DisconnectReason::TooManyPeers, false, detail);
+            }
         }
     });
 }
@@ -655,6 +658,9 @@ fn reason_for_read_error(e: &ConnError) -> DisconnectReason {
     }
 }
 
+/// Frames at least this large (frame-data bytes) give the runtime a turn once read.
+const YIELD_AFTER: usize = 16 * 1024;
+
 async fn read_loop(
     shared: Arc<Shared>,
     mut reader: ConnReader,
@@ -689,6 +695,11 @@ async fn read_loop(
         };
         // Given back when the message is dropped here; kept while it sits in a queue.
         let charge = shared.budget.adopt(msg.charged);
+        if msg.wire_size >= YIELD_AFTER {
+            // Opening a big frame is long CPU work; a peer streaming them back to back
+            // must not keep a runtime worker from everyone else's messages.
+            tokio::task::yield_now().await;
+        }
         if msg.code < BASE_PROTOCOL_LENGTH {
             shared.base_counters.ingress(msg.code, msg.wire_size);
         }
