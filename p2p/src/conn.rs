@@ -189,7 +189,6 @@ impl ConnReader {
         self.budget = Some(holder);
     }
 
-
     /// Read the next whole message.
     ///
     /// Base-protocol codes 0x04..=0x0f are reserved: their payload is discarded unread
@@ -209,7 +208,10 @@ impl ConnReader {
         // Charged before a byte of the body is stored: the header's claim is paid up front.
         let mut frame_charge = charge(self.budget.as_ref(), body_len).await?;
         let mut body = vec![0u8; body_len];
-        self.io.read_exact(&mut body).await.map_err(FrameError::Io)?;
+        self.io
+            .read_exact(&mut body)
+            .await
+            .map_err(FrameError::Io)?;
         self.opener.open_body(&mut body)?;
         let received_at = Instant::now();
         body.truncate(size);

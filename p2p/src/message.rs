@@ -227,6 +227,10 @@ mod tests {
             .try_into_mut()
             .expect("the payload shares its allocation with the decompressor");
         assert_eq!(owned.len(), 32);
-        assert!(owned.capacity() < 64, "32-byte payload pins {} bytes", owned.capacity());
+        assert!(
+            owned.capacity() < 64,
+            "32-byte payload pins {} bytes",
+            owned.capacity()
+        );
     }
 }

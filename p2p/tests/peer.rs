@@ -590,7 +590,11 @@ async fn a_dropped_reader_releases_its_queue_and_later_messages_are_not_charged(
     assert_eq!(peer.held_bytes(), 5 * 10_000);
     go_tx.send(()).unwrap();
     dropped_rx.await.unwrap();
-    assert_eq!(peer.held_bytes(), 0, "queued bytes stay charged after the drop");
+    assert_eq!(
+        peer.held_bytes(),
+        0,
+        "queued bytes stay charged after the drop"
+    );
     for _ in 0..5 {
         remote.writer.write(16, &payload).await.unwrap();
     }
