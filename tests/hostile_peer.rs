@@ -1291,6 +1291,8 @@ async fn small_kept_payloads_after_reserved_code_bombs() {
     // The attacker neither answers pings nor hurries: only memory is under test here.
     cfg.peer.read_timeout = Duration::from_secs(60);
     cfg.peer.ping_interval = Duration::from_secs(600);
+    // Frames are sealed between the ECIES handshake and our Hello, slowly on a loaded machine.
+    cfg.hello_timeout = Duration::from_secs(60);
     let scene = Scene::with(cfg).await;
     let (addr, id) = (scene.addr(), scene.id());
     let hub = scene.hub.clone();
@@ -1355,6 +1357,8 @@ async fn fifty_hostile_peers_filling_the_node_budget() {
     // The attackers neither answer pings nor hurry: only memory is under test here.
     cfg.peer.read_timeout = Duration::from_secs(60);
     cfg.peer.ping_interval = Duration::from_secs(600);
+    // Frames are sealed between the ECIES handshake and our Hello, slowly on a loaded machine.
+    cfg.hello_timeout = Duration::from_secs(60);
     let scene = Scene::with(cfg).await;
     let (addr, id) = (scene.addr(), scene.id());
     let hub = scene.hub.clone();
