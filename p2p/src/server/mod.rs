@@ -342,6 +342,19 @@ impl Server {
         totals
     }
 
+    /// The node-wide memory budget every peer is charged to.
+    pub fn memory_budget(&self) -> &crate::budget::MemoryBudget {
+        &self.inner.budget
+    }
+
+    /// Per-peer settings, charging the node's memory budget.
+    fn peer_config(&self) -> crate::peer::PeerConfig {
+        crate::peer::PeerConfig {
+            memory_budget: Some(self.inner.budget.clone()),
+            ..self.inner.config.peer.clone()
+        }
+    }
+
     /// Mark a node as trusted (admitted past every limit).
     pub fn add_trusted(&self, id: NodeId) {
         lock(&self.inner.state).trusted.insert(id);
@@ -671,19 +684,6 @@ impl Server {
             });
         });
         Ok(peer)
-    }
-
-    /// The node-wide memory budget every peer is charged to.
-    pub fn memory_budget(&self) -> &crate::budget::MemoryBudget {
-        &self.inner.budget
-    }
-
-    /// Per-peer settings, charging the node's memory budget.
-    fn peer_config(&self) -> crate::peer::PeerConfig {
-        crate::peer::PeerConfig {
-            memory_budget: Some(self.inner.budget.clone()),
-            ..self.inner.config.peer.clone()
-        }
     }
 
     /// Stop: close the listener, stop dialing, send every peer "client quitting" (0x08) and
