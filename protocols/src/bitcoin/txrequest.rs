@@ -379,7 +379,11 @@ mod tests {
         assert_eq!(t.received_inv(HONEST, 9_999, now), InvOutcome::Added);
         assert_eq!(t.received_inv(HONEST, 9_999, now), InvOutcome::Duplicate);
         assert_eq!(t.requestable(HONEST, now), vec![9_999]);
-        assert_eq!(t.received_inv(99, 1, now), InvOutcome::OverLimit, "unknown peer");
+        assert_eq!(
+            t.received_inv(99, 1, now),
+            InvOutcome::OverLimit,
+            "unknown peer"
+        );
     }
 
     #[test]
@@ -404,7 +408,10 @@ mod tests {
         let now = Instant::now();
         t.received_inv(ATTACKER, 7, now);
         t.received_inv(HONEST, 7, now);
-        assert!(t.requestable(HONEST, now).is_empty(), "first announcer first");
+        assert!(
+            t.requestable(HONEST, now).is_empty(),
+            "first announcer first"
+        );
         assert_eq!(t.requestable(ATTACKER, now), vec![7]);
         assert_eq!(t.requested_from(&7), Some(ATTACKER));
         // A notfound naming other items changes nothing.
