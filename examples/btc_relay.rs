@@ -593,8 +593,6 @@ struct Relay {
     seen: LruSet<Item>,
     /// Who announced what, and who was asked for it.
     requests: TxRequestTracker<Item>,
-    /// Announcements or failures arrived since the last request sweep.
-    sweep_due: bool,
     totals: Totals,
 }
 
@@ -605,7 +603,6 @@ impl Relay {
             cache: Cache::default(),
             seen: LruSet::new(SEEN_ITEMS),
             requests: TxRequestTracker::new(requests),
-            sweep_due: false,
             totals: Totals::default(),
         }
     }
@@ -657,7 +654,6 @@ impl Relay {
             }
             Event::Down(id) => {
                 self.requests.peer_disconnected(id);
-                self.sweep_due = true;
                 if let Some(link) = self.peers.remove(&id) {
                     self.totals.gone_in += link.peer.bytes_received();
                     self.totals.gone_out += link.peer.bytes_sent();
@@ -675,7 +671,7 @@ impl Relay {
             Event::NotFound(from, inv) => {
                 // Only the items named move on to their next announcer.
                 for item in inv.iter().filter_map(Item::of) {
-                    self.sweep_due |= self.requests.not_found(from, item);
+                    self.requests.not_found(from, item);
                 }
             }
             Event::Payload(from, payload) => self.on_payload(from, payload),
@@ -697,7 +693,6 @@ impl Relay {
                 continue;
             }
             self.requests.received_inv(from, item, now);
-            self.sweep_due = true;
         }
     }
 
@@ -705,13 +700,13 @@ impl Relay {
     /// for. A request that cannot be queued counts as failed (the next announcer will
     /// be asked).
     fn sweep(&mut self) {
-        let now = Instant::now();
-        if self.requests.expire(now) > 0 {
-            self.sweep_due = true;
-        }
-        if !std::mem::take(&mut self.sweep_due) {
+        // Announcements may wait for a delay to pass, so every tick sweeps while any are
+        // tracked; a peer at its request cap costs nothing here.
+        if self.requests.items() == 0 {
             return;
         }
+        let now = Instant::now();
+        self.requests.expire(now);
         for id in self.requests.peer_ids() {
             let Some(link) = self.peers.get(&id) else {
                 continue;
@@ -727,7 +722,6 @@ impl Relay {
                 for item in items {
                     self.requests.not_found(id, item);
                 }
-                self.sweep_due = true;
             }
         }
     }
