@@ -577,6 +577,7 @@ mod bounds {
         let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
         let mut r = relay(&addrs, &["--request-timeout", "2s"]).await;
         let (a, h, f) = (attacker.peer().await, honest.peer().await, far.peer().await);
+        let baseline = relay_time(&h, &mut honest, &mut far, tx(LEGACY_TX)).await;
 
         let mut inv = vec![inv_tx(real.txid())];
         inv.extend(bogus(10_000));
@@ -623,7 +624,7 @@ mod bounds {
             .await;
         assert!(line.contains("native -> native"), "{line}");
         let status = r.expect_line("status: ", T).await;
-        println!("RELAY_BOUNDS censor: honest tx at the far side {took:?} after its inv (request timeout 2s); {status}");
+        println!("RELAY_BOUNDS censor: honest tx at the far side {took:?} after its inv (request timeout 2s; {baseline:?} before the attack); {status}");
         // The relay tracks at most 5,000 of the attacker's announcements.
         let announced: usize = status
             .split("announced ")
@@ -632,6 +633,21 @@ mod bounds {
             .and_then(|n| n.parse().ok())
             .expect("status has an announced count");
         assert!(announced <= 5000, "{status}");
+    }
+
+    /// How long an honest announcement of `tx` takes to reach the far side as an `inv`.
+    async fn relay_time(h: &Peer, honest: &mut Node, far: &mut Node, tx: Tx) -> Duration {
+        honest.hold(tx.txid(), Message::Tx(tx.clone()));
+        let start = Instant::now();
+        h.queue_message(Message::Inv(vec![inv_tx(tx.txid())]), None)
+            .await;
+        far.expect(
+            T,
+            "the baseline tx's inv at the far side",
+            |s| matches!(s, Seen::Inv(inv) if inv.iter().any(|iv| iv.hash == tx.txid())),
+        )
+        .await;
+        start.elapsed()
     }
 
     /// A block of about `size` bytes: one legacy transaction with a large scriptSig.
@@ -670,6 +686,7 @@ mod bounds {
         let mut stuck = stuck.await.unwrap();
         let mut slow = slow.await.unwrap();
         let (h, _f) = (honest.peer().await, far.peer().await);
+        let baseline = relay_time(&h, &mut honest, &mut far, tx(SEGWIT_TX)).await;
 
         // The block goes into the relay's cache.
         let block_iv = InvVect {
@@ -717,7 +734,7 @@ mod bounds {
         let took = start.elapsed();
         let status = r.expect_line("status: ", T).await;
         slow_reader.abort();
-        println!("RELAY_BOUNDS slow readers: honest tx inv at the far side {took:?} after its announcement; {status}");
+        println!("RELAY_BOUNDS slow readers: honest tx inv at the far side {took:?} after its announcement ({baseline:?} before the readers); {status}");
         drop(stuck);
     }
 
