@@ -81,9 +81,8 @@ const SERVE_BYTES: usize = 8 << 20;
 #[derive(Parser, Debug)]
 #[command(about = "Bridge a native bitcoin node into a braid overlay (btc subprotocol)")]
 struct Args {
-    /// Native bitcoin node to connect to (HOST:PORT); without one, relay between overlay
-    /// peers only.
-    /// Repeatable: each is dialed and redialed on its own.
+    /// Native bitcoin node to connect to (HOST:PORT); repeatable, each is dialed and
+    /// redialed on its own. Without one, relay between overlay peers only.
     #[arg(long, value_name = "ADDR")]
     bitcoin: Vec<SocketAddr>,
     /// Bitcoin network (its magic frames the native connection).
