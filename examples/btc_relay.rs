@@ -12,9 +12,19 @@
 //! How it relays, the way bitcoin nodes do: an `inv` from any peer is answered with a
 //! `getdata` (witness form when the peer offers witnesses); the `tx`/`block` that comes
 //! back is kept in a bounded cache and announced (`inv`) to every *other* peer, native and
-//! overlay; their `getdata` is served from the cache (`notfound` otherwise). Each item is
+//! overlay; their `getdata` is served from the cache (`notfound` otherwise; a plain
+//! `MSG_TX`/`MSG_BLOCK` request gets the data without witnesses). Each item is
 //! fetched and announced once, and never announced back to where it came from, so rings
-//! of relays do not loop. One line per relayed item, e.g.
+//! of relays do not loop.
+//!
+//! Which announcer to ask is decided by [`TxRequestTracker`] (Bitcoin Core's rules): every
+//! announcer of an item is remembered and the next one is asked when one answers
+//! `notfound`, times out (`--request-timeout`) or leaves; one peer holds at most 5,000
+//! announcements and 100 requests, so a flood of bogus announcements cannot stop the
+//! fetching of everyone else's. The relay loop never waits on a peer: requests and
+//! announcements are queued without waiting, and `getdata` answers go through each
+//! peer's own serving task, whose backlog is bounded (beyond it, answers are dropped).
+//! One line per relayed item, e.g.
 //! `relay inv tx <txid> native -> overlay (2 peers)`, and a status line every
 //! `--status-interval`. Logs go to stderr, set by `RUST_LOG`. Stop with Ctrl-C.
 
@@ -25,6 +35,7 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +43,7 @@ use clap::{Parser, ValueEnum};
 use p2p::node::Enode;
 use p2p::server::{Server, ServerConfig};
 use protocols::bitcoin::peer::{Config, Listener, LruSet, NativeTransport, Peer};
+use protocols::bitcoin::txrequest::{TxRequestConfig, TxRequestTracker};
 use protocols::bitcoin::wire::{inv_type, services, Block, Hash256, InvVect, Message, Network, Tx};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -48,9 +60,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(40);
 /// Wait before dialing the native node again after it went away.
 const RECONNECT_DELAY: Duration = Duration::from_secs(10);
-/// How long one peer's full send queue may hold up the relay loop: a stuck peer misses
-/// messages rather than delaying everyone else's.
-const PEER_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Peer callbacks waiting for the relay loop; beyond this, messages are dropped (logged).
 const EVENT_QUEUE: usize = 4096;
 /// Payloads kept to answer `getdata`: at most this many items and bytes (a block may be
@@ -60,19 +69,22 @@ const CACHE_BYTES: usize = 64 << 20;
 /// Items remembered as already relayed (after their payload left the cache), so a late
 /// announcement from another relay does not start the item on a second round.
 const SEEN_ITEMS: usize = 100_000;
-/// Outstanding `getdata` items; an answer that takes longer than the timeout is forgotten
-/// (the peer's stall detector drops a peer that does not answer in 30 s anyway).
-const MAX_IN_FLIGHT: usize = 10_000;
-const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often announcements are turned into requests, and timed-out requests moved on.
+const REQUEST_TICK: Duration = Duration::from_millis(50);
+/// `getdata` answers waiting in one peer's serving task; beyond this they are dropped.
+const SERVE_JOBS: usize = 64;
+/// Payload bytes waiting in one peer's serving task; items beyond this are answered
+/// with `notfound` (at least one item is always taken, so a lone 4 MB block is served).
+const SERVE_BYTES: usize = 8 << 20;
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
 #[command(about = "Bridge a native bitcoin node into a braid overlay (btc subprotocol)")]
 struct Args {
-    /// Native bitcoin node to connect to (HOST:PORT); without it, relay between overlay
-    /// peers only.
+    /// Native bitcoin node to connect to (HOST:PORT); repeatable, each is dialed and
+    /// redialed on its own. Without one, relay between overlay peers only.
     #[arg(long, value_name = "ADDR")]
-    bitcoin: Option<SocketAddr>,
+    bitcoin: Vec<SocketAddr>,
     /// Bitcoin network (its magic frames the native connection).
     #[arg(long, value_enum, default_value = "mainnet")]
     network: Net,
@@ -95,6 +107,10 @@ struct Args {
     /// blocks are announced at once).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = common::parse_duration)]
     trickle_interval: Duration,
+    /// How long a `getdata` for an announced item may go unanswered before the next
+    /// announcer is asked (Bitcoin Core: 60 s).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = common::parse_duration)]
+    request_timeout: Duration,
 }
 
 /// `--network` values.
@@ -137,15 +153,14 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let (events, inbox) = mpsc::channel(EVENT_QUEUE);
     let config = |side| peer_config(side, &args, events.clone());
 
-    // The native node first: a bad --bitcoin address fails before anything else starts.
-    let native = match args.bitcoin {
-        Some(addr) => Some(
-            connect_native(addr, config(Side::Native))
-                .await
-                .map_err(|e| format!("cannot use bitcoin node {addr}: {e}"))?,
-        ),
-        None => None,
-    };
+    // The native nodes first: a bad --bitcoin address fails before anything else starts.
+    let mut natives = Vec::new();
+    for &addr in &args.bitcoin {
+        let peer = connect_native(addr, config(Side::Native))
+            .await
+            .map_err(|e| format!("cannot use bitcoin node {addr}: {e}"))?;
+        natives.push((addr, peer));
+    }
 
     // Every braid peer that shares the `btc` capability becomes an overlay bitcoin peer;
     // the listener reports it to the relay loop once its handshake is done.
@@ -155,26 +170,29 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let server = Server::start(server_config).await?;
     let enode = server.enode().ok_or("server is not listening")?;
     println!("enode: {enode}");
-    match args.bitcoin {
-        Some(addr) => println!("bridging bitcoin node {addr} into the overlay"),
-        None => println!("no --bitcoin node: relaying between overlay peers only"),
+    if args.bitcoin.is_empty() {
+        println!("no --bitcoin node: relaying between overlay peers only");
+    }
+    for &addr in &args.bitcoin {
+        println!("bridging bitcoin node {addr} into the overlay");
     }
     for &enode in &args.dial {
         spawn_dial(&server, enode);
     }
-    let keeper = match (args.bitcoin, native) {
-        (Some(addr), Some(peer)) => {
-            Some(tokio::spawn(keep_native(addr, peer, config(Side::Native))))
-        }
-        _ => None,
-    };
+    let keepers: Vec<_> = natives
+        .into_iter()
+        .map(|(addr, peer)| tokio::spawn(keep_native(addr, peer, config(Side::Native))))
+        .collect();
     drop(events); // the peers' listeners hold the remaining senders
 
-    let mut relay = Relay::new();
+    let mut relay = Relay::new(TxRequestConfig {
+        request_timeout: args.request_timeout,
+        ..TxRequestConfig::default()
+    });
     relay.run(inbox, args.status_interval).await;
 
     println!("shutting down: {}", relay.status());
-    if let Some(keeper) = keeper {
+    for keeper in keepers {
         keeper.abort();
     }
     relay.disconnect_all();
@@ -191,7 +209,6 @@ fn peer_config(side: Side, args: &Args, events: mpsc::Sender<Event>) -> Config {
         user_agent_name: USER_AGENT_NAME.into(),
         user_agent_version: env!("CARGO_PKG_VERSION").into(),
         trickle_interval: args.trickle_interval,
-        queue_timeout: PEER_QUEUE_TIMEOUT,
         listener: Arc::new(Bridge { side, events }),
         ..Config::default()
     }
@@ -424,6 +441,8 @@ impl Payload {
         }
     }
 
+    /// Bytes held. Only exact for a [`detached`](Self::detached) payload, which owns
+    /// exactly its bytes; a payload as parsed may share a larger buffer.
     fn len(&self) -> usize {
         match self {
             Payload::Tx(tx) => tx.len(),
@@ -431,12 +450,24 @@ impl Payload {
         }
     }
 
+    /// A copy in its own allocation of exactly [`len`](Self::len) bytes, so what the
+    /// cache counts is what it keeps alive.
+    fn detached(&self) -> Payload {
+        match self {
+            Payload::Tx(tx) => Payload::Tx(tx.detached()),
+            Payload::Block(block) => Payload::Block(block.detached()),
+        }
+    }
+
     /// What answers a `getdata` entry of type `inv_type`: a peer that asked for a plain
-    /// `tx` gets it without witness data. (Blocks go out as received.)
+    /// `tx` or `block` gets it without witness data (Core's `TX_NO_WITNESS`).
     fn answer(&self, inv_type: u32) -> Option<Payload> {
         match self {
             Payload::Tx(tx) if inv_type == inv_type::TX && tx.has_witness() => {
                 Tx::from_bytes(tx.to_base_bytes()).ok().map(Payload::Tx)
+            }
+            Payload::Block(block) if inv_type == inv_type::BLOCK && block.has_witness() => {
+                Some(Payload::Block(block.without_witness()))
             }
             other => Some(other.clone()),
         }
@@ -450,7 +481,8 @@ impl Payload {
     }
 }
 
-/// Payloads by item, bounded in count and bytes; the oldest go first.
+/// Payloads by item, bounded in count and bytes; the oldest go first. Payloads are
+/// stored [`detached`](Payload::detached), so the byte count is what they hold.
 #[derive(Default)]
 struct Cache {
     items: HashMap<Item, Payload>,
@@ -463,11 +495,12 @@ impl Cache {
         self.items.get(item)
     }
 
-    fn insert(&mut self, payload: Payload) {
+    fn insert(&mut self, payload: &Payload) {
         let item = payload.item();
         if self.items.contains_key(&item) {
             return;
         }
+        let payload = payload.detached();
         while self.items.len() >= CACHE_ITEMS || self.bytes + payload.len() > CACHE_BYTES {
             let Some(old) = self.order.pop_front() else {
                 break;
@@ -483,6 +516,49 @@ impl Cache {
 }
 
 // ---------------------------------------------------------------------------------------
+// Serving getdata: one task per peer
+// ---------------------------------------------------------------------------------------
+
+/// The answers to one `getdata`, and the payload bytes they count against the peer's
+/// serving budget.
+struct Job {
+    messages: Vec<Message>,
+    bytes: usize,
+}
+
+/// The relay loop's side of a peer's serving task.
+struct Serving {
+    jobs: mpsc::Sender<Job>,
+    /// Payload bytes accepted and not yet handed to the peer's send queue.
+    backlog: Arc<AtomicUsize>,
+}
+
+impl Serving {
+    /// Start the serving task of `peer`: it feeds the answers into the peer's own send
+    /// queue, waiting there as long as that peer needs (bounded by the peer's queue
+    /// timeout), so only this peer's answers are held up. It ends with the peer.
+    fn start(peer: Peer) -> Serving {
+        let (jobs, mut rx) = mpsc::channel::<Job>(SERVE_JOBS);
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let left = backlog.clone();
+        tokio::spawn(async move {
+            loop {
+                let job = tokio::select! {
+                    job = rx.recv() => job,
+                    _ = peer.wait_for_disconnect() => None,
+                };
+                let Some(job) = job else { return };
+                for msg in job.messages {
+                    peer.queue_message(msg, None).await;
+                }
+                left.fetch_sub(job.bytes, Ordering::Relaxed);
+            }
+        });
+        Serving { jobs, backlog }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The relay loop
 // ---------------------------------------------------------------------------------------
 
@@ -490,6 +566,7 @@ impl Cache {
 struct Link {
     side: Side,
     peer: Peer,
+    serving: Serving,
 }
 
 /// Running totals for the status line.
@@ -500,6 +577,8 @@ struct Totals {
     relayed_bytes: u64,
     served: u64,
     served_bytes: u64,
+    /// Messages not queued because a peer's queue or serving backlog was full.
+    dropped: u64,
     /// Wire bytes of peers that already left (live peers are summed on demand).
     gone_in: u64,
     gone_out: u64,
@@ -511,45 +590,46 @@ struct Relay {
     cache: Cache,
     /// Every item fetched so far (bounded): fetched and announced once only.
     seen: LruSet<Item>,
-    /// Items asked for and not yet received: who was asked, and when.
-    in_flight: HashMap<Item, (u64, Instant)>,
+    /// Who announced what, and who was asked for it.
+    requests: TxRequestTracker<Item>,
     totals: Totals,
 }
 
 impl Relay {
-    fn new() -> Relay {
+    fn new(requests: TxRequestConfig) -> Relay {
         Relay {
             peers: HashMap::new(),
             cache: Cache::default(),
             seen: LruSet::new(SEEN_ITEMS),
-            in_flight: HashMap::new(),
+            requests: TxRequestTracker::new(requests),
             totals: Totals::default(),
         }
     }
 
-    /// Handle events until Ctrl-C (or until every event sender is gone).
+    /// Handle events until Ctrl-C (or until every event sender is gone). Nothing here
+    /// waits on a peer.
     async fn run(&mut self, mut inbox: mpsc::Receiver<Event>, status_interval: Duration) {
         let mut status =
             tokio::time::interval_at(Instant::now() + status_interval, status_interval);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(REQUEST_TICK);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         loop {
             tokio::select! {
                 event = inbox.recv() => match event {
-                    Some(event) => self.handle(event).await,
+                    Some(event) => self.handle(event),
                     None => return,
                 },
-                _ = status.tick() => {
-                    self.expire_requests();
-                    println!("status: {}", self.status());
-                }
+                _ = sweep.tick() => self.sweep(),
+                _ = status.tick() => println!("status: {}", self.status()),
                 _ = &mut ctrl_c => return,
             }
         }
     }
 
-    async fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event) {
         match event {
             Event::Up(side, peer) => {
                 println!(
@@ -559,10 +639,20 @@ impl Relay {
                     common::printable(&peer.user_agent()),
                     peer.protocol_version()
                 );
-                self.peers.insert(peer.id(), Link { side, peer });
+                // Core prefers the peers it chose to connect to.
+                self.requests.peer_connected(peer.id(), !peer.inbound());
+                let serving = Serving::start(peer.clone());
+                self.peers.insert(
+                    peer.id(),
+                    Link {
+                        side,
+                        peer,
+                        serving,
+                    },
+                );
             }
             Event::Down(id) => {
-                self.in_flight.retain(|_, (from, _)| *from != id);
+                self.requests.peer_disconnected(id);
                 if let Some(link) = self.peers.remove(&id) {
                     self.totals.gone_in += link.peer.bytes_received();
                     self.totals.gone_out += link.peer.bytes_sent();
@@ -575,70 +665,83 @@ impl Relay {
                     );
                 }
             }
-            Event::Inv(from, inv) => self.on_inv(from, &inv).await,
-            Event::GetData(from, inv) => self.on_get_data(from, &inv).await,
+            Event::Inv(from, inv) => self.on_inv(from, &inv),
+            Event::GetData(from, inv) => self.on_get_data(from, &inv),
             Event::NotFound(from, inv) => {
+                // Only the items named move on to their next announcer.
                 for item in inv.iter().filter_map(Item::of) {
-                    if self
-                        .in_flight
-                        .get(&item)
-                        .is_some_and(|(asked, _)| *asked == from)
-                    {
-                        self.in_flight.remove(&item);
-                    }
+                    self.requests.not_found(from, item);
                 }
             }
-            Event::Payload(from, payload) => self.on_payload(from, payload).await,
+            Event::Payload(from, payload) => self.on_payload(from, payload),
         }
     }
 
-    /// An announcement: ask the announcer for every item we neither have nor await.
-    async fn on_inv(&mut self, from: u64, inv: &[InvVect]) {
+    /// An announcement: remember every item we do not have yet; the next sweep asks
+    /// for it (at most [`REQUEST_TICK`] later).
+    fn on_inv(&mut self, from: u64, inv: &[InvVect]) {
         let Some(peer) = self.peers.get(&from).map(|l| l.peer.clone()) else {
             return;
         };
-        let mut wanted = Vec::new();
+        let now = Instant::now();
         for iv in inv {
             let Some(item) = Item::of(iv) else { continue };
             // The announcer has it: never announce it back.
             peer.add_known_inventory(item.announcement());
-            if self.seen.contains(&item) || self.in_flight.contains_key(&item) {
+            if self.seen.contains(&item) {
                 continue;
             }
-            if self.in_flight.len() >= MAX_IN_FLIGHT {
-                tracing::debug!("too many outstanding requests; ignoring announcement");
-                break;
-            }
-            self.in_flight.insert(item, (from, Instant::now()));
-            wanted.push(item.request(&peer));
+            self.requests.received_inv(from, item, now);
         }
-        if !wanted.is_empty() {
-            peer.queue_message(Message::GetData(wanted), None).await;
+    }
+
+    /// Move timed-out requests on, then ask every peer for what it should be asked
+    /// for. A request that cannot be queued counts as failed (the next announcer will
+    /// be asked).
+    fn sweep(&mut self) {
+        // Announcements may wait for a delay to pass, so every tick sweeps while any are
+        // tracked; a peer at its request cap costs nothing here.
+        if self.requests.items() == 0 {
+            return;
+        }
+        let now = Instant::now();
+        self.requests.expire(now);
+        for id in self.requests.peer_ids() {
+            let Some(link) = self.peers.get(&id) else {
+                continue;
+            };
+            let items = self.requests.requestable(id, now);
+            if items.is_empty() {
+                continue;
+            }
+            let getdata = items.iter().map(|item| item.request(&link.peer)).collect();
+            if !link.peer.try_queue_message(Message::GetData(getdata), None) {
+                tracing::debug!(peer = %link.peer, "send queue full; request moves on");
+                self.totals.dropped += 1;
+                for item in items {
+                    self.requests.not_found(id, item);
+                }
+            }
         }
     }
 
     /// A transaction or block arrived: if we asked this peer for it, keep it and announce
     /// it to every other peer. (Unrequested payloads are dropped: a relay that does not
     /// validate must not let any peer push data through the whole overlay.)
-    async fn on_payload(&mut self, from: u64, payload: Payload) {
+    fn on_payload(&mut self, from: u64, payload: Payload) {
         let item = payload.item();
         let Some(source) = self.peers.get(&from) else {
             return;
         };
         source.peer.add_known_inventory(item.announcement());
         let source_side = source.side;
-        if self
-            .in_flight
-            .get(&item)
-            .is_none_or(|(asked, _)| *asked != from)
-        {
+        if !self.requests.received(from, item) {
             tracing::debug!(%item.hash, "unrequested {}; dropped", item.kind_name());
             return;
         }
-        self.in_flight.remove(&item);
         self.seen.insert(item);
         let size = payload.len();
-        self.cache.insert(payload);
+        self.cache.insert(&payload);
 
         let iv = item.announcement();
         let (mut native, mut overlay) = (0, 0);
@@ -646,7 +749,10 @@ impl Relay {
             if *id == from || link.peer.is_known_inventory(&iv) {
                 continue;
             }
-            link.peer.queue_inventory(iv).await;
+            if !link.peer.try_queue_inventory(iv) {
+                self.totals.dropped += 1;
+                continue;
+            }
             match link.side {
                 Side::Native => native += 1,
                 Side::Overlay => overlay += 1,
@@ -666,13 +772,17 @@ impl Relay {
         );
     }
 
-    /// Serve what we have; `notfound` for the rest.
-    async fn on_get_data(&mut self, from: u64, inv: &[InvVect]) {
+    /// Serve what we have, `notfound` for the rest, through the peer's serving task.
+    /// Items beyond the peer's byte budget are answered `notfound`; a whole answer is
+    /// dropped when the peer already has [`SERVE_JOBS`] answers waiting.
+    fn on_get_data(&mut self, from: u64, inv: &[InvVect]) {
         let Some(link) = self.peers.get(&from) else {
             return;
         };
-        let peer = link.peer.clone();
+        let mut backlog = link.serving.backlog.load(Ordering::Relaxed);
+        let mut messages = Vec::new();
         let mut missing = Vec::new();
+        let (mut served, mut bytes) = (0u64, 0usize);
         for iv in inv {
             let answer = Item::of(iv)
                 .and_then(|item| self.cache.get(&item))
@@ -681,20 +791,34 @@ impl Relay {
                 missing.push(*iv);
                 continue;
             };
-            self.totals.served += 1;
-            self.totals.served_bytes += payload.len() as u64;
-            peer.queue_message(payload.into_message(), None).await;
+            let size = payload.len();
+            if backlog > 0 && backlog + size > SERVE_BYTES {
+                missing.push(*iv);
+                continue;
+            }
+            backlog += size;
+            bytes += size;
+            served += 1;
+            messages.push(payload.into_message());
         }
         if !missing.is_empty() {
-            peer.queue_message(Message::NotFound(missing), None).await;
+            messages.push(Message::NotFound(missing));
         }
-    }
-
-    /// Forget requests that were never answered, so a later announcement can retry.
-    fn expire_requests(&mut self) {
-        let now = Instant::now();
-        self.in_flight
-            .retain(|_, (_, asked)| now.saturating_duration_since(*asked) < IN_FLIGHT_TIMEOUT);
+        if messages.is_empty() {
+            return;
+        }
+        link.serving.backlog.fetch_add(bytes, Ordering::Relaxed);
+        match link.serving.jobs.try_send(Job { messages, bytes }) {
+            Ok(()) => {
+                self.totals.served += served;
+                self.totals.served_bytes += bytes as u64;
+            }
+            Err(_) => {
+                link.serving.backlog.fetch_sub(bytes, Ordering::Relaxed);
+                tracing::debug!(peer = %link.peer, "serving backlog full; getdata dropped");
+                self.totals.dropped += 1;
+            }
+        }
     }
 
     /// Peers on each side, items relayed and served, bytes on the wire.
@@ -707,7 +831,7 @@ impl Relay {
         }
         let t = &self.totals;
         format!(
-            "peers native {}, overlay {} | relayed tx {}, blocks {} ({}) | served {} ({}) | wire in {}, out {}",
+            "peers native {}, overlay {} | relayed tx {}, blocks {} ({}) | served {} ({}) | wire in {}, out {} | announced {}, dropped {}",
             count(Side::Native),
             count(Side::Overlay),
             t.relayed_tx,
@@ -717,6 +841,8 @@ impl Relay {
             human_bytes(t.served_bytes),
             human_bytes(bytes_in),
             human_bytes(bytes_out),
+            self.requests.items(),
+            t.dropped,
         )
     }
 

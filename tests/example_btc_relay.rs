@@ -336,3 +336,471 @@ async fn unreachable_bitcoin_node() {
     fails_with(&["--bitcoin", &addr], "version handshake failed").await;
     acceptor.join().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// Relay bounds against hostile native peers: the relay dials several native "nodes" run by
+// this test (`--bitcoin` repeated), some honest, some not.
+// ---------------------------------------------------------------------------------------
+
+mod bounds {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use protocols::bitcoin::peer::{Config, Listener, NativeTransport, Peer};
+    use protocols::bitcoin::wire::{
+        encode_frame, inv_type, read_frame, services, Block, Hash256, InvVect, Message, MsgVersion,
+        NetAddress, Network, Tx,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+
+    use super::example::{self, Example};
+    use super::{tx, LEGACY_TX, MAINNET_BLOCK, SEGWIT_TX, T};
+
+    const NET: Network = Network::Regtest;
+    const PVER: u32 = 70016;
+
+    /// What a test node's listener saw.
+    #[derive(Debug)]
+    enum Seen {
+        Inv(Vec<InvVect>),
+        GetData(Vec<InvVect>),
+        Tx(Tx),
+        Block(Block),
+    }
+
+    /// A native node's behaviour: serve what it holds, or answer every `getdata` with an
+    /// empty `notfound` (withholding, and trying to look responsive).
+    struct Role {
+        seen: mpsc::UnboundedSender<Seen>,
+        holds: Mutex<HashMap<Hash256, Message>>,
+        withhold: bool,
+    }
+
+    impl Listener for Role {
+        fn on_inv(&self, _: &Peer, inv: &[InvVect]) {
+            let _ = self.seen.send(Seen::Inv(inv.to_vec()));
+        }
+        fn on_get_data(&self, peer: &Peer, inv: &[InvVect]) {
+            let _ = self.seen.send(Seen::GetData(inv.to_vec()));
+            if self.withhold {
+                peer.try_queue_message(Message::NotFound(vec![]), None);
+                return;
+            }
+            let holds = self.holds.lock().unwrap();
+            for iv in inv {
+                if let Some(msg) = holds.get(&iv.hash) {
+                    assert!(peer.try_queue_message(msg.clone(), None));
+                }
+            }
+        }
+        fn on_tx(&self, _: &Peer, tx: &Tx) {
+            let _ = self.seen.send(Seen::Tx(tx.clone()));
+        }
+        fn on_block(&self, _: &Peer, block: &Block) {
+            let _ = self.seen.send(Seen::Block(block.clone()));
+        }
+    }
+
+    /// A native node the relay dials: a listener whose one connection runs a [`Peer`].
+    struct Node {
+        addr: String,
+        peer: tokio::task::JoinHandle<Peer>,
+        role: Arc<Role>,
+        seen: mpsc::UnboundedReceiver<Seen>,
+    }
+
+    impl Node {
+        async fn start(withhold: bool) -> Node {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let (tx, seen) = mpsc::unbounded_channel();
+            let role = Arc::new(Role {
+                seen: tx,
+                holds: Mutex::new(HashMap::new()),
+                withhold,
+            });
+            let config = Config {
+                network: NET,
+                services: services::NETWORK | services::WITNESS,
+                trickle_interval: Duration::from_millis(100),
+                listener: role.clone(),
+                ..Config::default()
+            };
+            let peer = tokio::spawn(async move {
+                let transport = tokio::time::timeout(T, NativeTransport::accept(&listener, NET))
+                    .await
+                    .expect("the relay dials in time")
+                    .unwrap();
+                let peer = Peer::start_inbound(config, transport);
+                let start = Instant::now();
+                while !peer.verack_received() {
+                    assert!(start.elapsed() < T, "handshake with the relay");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                peer
+            });
+            Node {
+                addr,
+                peer,
+                role,
+                seen,
+            }
+        }
+
+        fn hold(&self, hash: Hash256, msg: Message) {
+            self.role.holds.lock().unwrap().insert(hash, msg);
+        }
+
+        async fn peer(&mut self) -> Peer {
+            (&mut self.peer).await.expect("node task")
+        }
+
+        /// The next event matching `want` within `within`, skipping others.
+        async fn expect<F: Fn(&Seen) -> bool>(
+            &mut self,
+            within: Duration,
+            what: &str,
+            want: F,
+        ) -> Seen {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                match tokio::time::timeout_at(deadline, self.seen.recv()).await {
+                    Ok(Some(s)) if want(&s) => return s,
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("{what}: node listener gone"),
+                    Err(_) => panic!("no {what} within {within:?}"),
+                }
+            }
+        }
+    }
+
+    /// A raw native connection the relay dials, handshaken by hand, so the test decides
+    /// when (and whether) it reads.
+    async fn raw_node() -> (String, tokio::task::JoinHandle<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = tokio::time::timeout(T, listener.accept())
+                .await
+                .expect("the relay dials in time")
+                .unwrap();
+            let (msg, _) = read_frame(&mut s, NET, PVER).await.unwrap();
+            assert!(matches!(msg, Message::Version(_)), "{msg:?}");
+            let version = MsgVersion {
+                version: PVER as i32,
+                services: services::NETWORK | services::WITNESS,
+                timestamp: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64,
+                addr_recv: NetAddress::default(),
+                addr_from: NetAddress::default(),
+                nonce: rand::random(),
+                user_agent: "/raw:0.1/".into(),
+                start_height: 0,
+                relay: true,
+            };
+            for m in [Message::Version(version), Message::Verack] {
+                s.write_all(&encode_frame(NET, &m, PVER).unwrap())
+                    .await
+                    .unwrap();
+            }
+            loop {
+                let (msg, _) = tokio::time::timeout(T, read_frame(&mut s, NET, PVER))
+                    .await
+                    .expect("relay's verack in time")
+                    .unwrap();
+                if matches!(msg, Message::Verack) {
+                    return s;
+                }
+            }
+        });
+        (addr, task)
+    }
+
+    /// Start the relay with one `--bitcoin` per address, plus `extra`, and wait until it
+    /// reports every native peer.
+    async fn relay(natives: &[&str], extra: &[&str]) -> Example {
+        example::example_path("btc_relay");
+        let mut args = vec![
+            "--network",
+            "regtest",
+            "--listen",
+            "127.0.0.1:0",
+            "--trickle-interval",
+            "200ms",
+            "--status-interval",
+            "1s",
+        ];
+        for addr in natives {
+            args.extend_from_slice(&["--bitcoin", addr]);
+        }
+        args.extend_from_slice(extra);
+        let mut r = Example::spawn("btc_relay", &args);
+        for _ in natives {
+            r.expect_line("+ native peer 127.0.0.1:", T).await;
+        }
+        r
+    }
+
+    fn bogus(n: u32) -> Vec<InvVect> {
+        (0..n)
+            .map(|i| InvVect {
+                inv_type: inv_type::TX,
+                hash: Hash256::hash(&i.to_le_bytes()),
+            })
+            .collect()
+    }
+
+    fn inv_tx(hash: Hash256) -> InvVect {
+        InvVect {
+            inv_type: inv_type::TX,
+            hash,
+        }
+    }
+
+    /// Issue 11 item 8: one peer announces a real tx first, then 10,000 bogus ids, and
+    /// withholds all of them (answering with empty `notfound`s). An honest peer's
+    /// announcement of the same tx still reaches the far side within a few seconds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bogus_announcements_do_not_censor_an_honest_tx() {
+        let mut attacker = Node::start(true).await;
+        let mut honest = Node::start(false).await;
+        let mut far = Node::start(false).await;
+        let real = tx(SEGWIT_TX);
+        honest.hold(real.txid(), Message::Tx(real.clone()));
+        let addrs = [attacker.addr.clone(), honest.addr.clone(), far.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &["--request-timeout", "2s"]).await;
+        let (a, h, f) = (attacker.peer().await, honest.peer().await, far.peer().await);
+        let baseline = relay_time(&h, &mut honest, &mut far, tx(LEGACY_TX)).await;
+
+        let mut inv = vec![inv_tx(real.txid())];
+        inv.extend(bogus(10_000));
+        a.queue_message(Message::Inv(inv), None).await;
+        // The relay asks the attacker first (it announced first) ...
+        attacker
+            .expect(
+                T,
+                "getdata for the real tx",
+                |s| matches!(s, Seen::GetData(inv) if inv.iter().any(|iv| iv.hash == real.txid())),
+            )
+            .await;
+        // ... and the honest announcement comes later.
+        let start = Instant::now();
+        h.queue_message(Message::Inv(vec![inv_tx(real.txid())]), None)
+            .await;
+        honest
+            .expect(T, "getdata at the honest peer", |s| {
+                matches!(s, Seen::GetData(_))
+            })
+            .await;
+        let bound = Duration::from_secs(6);
+        far.expect(
+            bound,
+            "the honest tx's inv at the far side",
+            |s| matches!(s, Seen::Inv(inv) if inv.iter().any(|iv| iv.hash == real.txid())),
+        )
+        .await;
+        let took = start.elapsed();
+        f.queue_message(
+            Message::GetData(vec![InvVect {
+                inv_type: inv_type::WITNESS_TX,
+                hash: real.txid(),
+            }]),
+            None,
+        )
+        .await;
+        match far.expect(T, "the tx", |s| matches!(s, Seen::Tx(_))).await {
+            Seen::Tx(got) => assert_eq!(got.as_bytes(), real.as_bytes()),
+            other => panic!("{other:?}"),
+        }
+        let line = r
+            .expect_line(&format!("relay inv tx {}", real.txid()), T)
+            .await;
+        assert!(line.contains("native -> native"), "{line}");
+        let status = r.expect_line("status: ", T).await;
+        println!("RELAY_BOUNDS censor: honest tx at the far side {took:?} after its inv (request timeout 2s; {baseline:?} before the attack); {status}");
+        // The relay tracks at most 5,000 of the attacker's announcements.
+        let announced: usize = status
+            .split("announced ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .expect("status has an announced count");
+        assert!(announced <= 5000, "{status}");
+    }
+
+    /// How long an honest announcement of `tx` takes to reach the far side as an `inv`.
+    async fn relay_time(h: &Peer, honest: &mut Node, far: &mut Node, tx: Tx) -> Duration {
+        honest.hold(tx.txid(), Message::Tx(tx.clone()));
+        let start = Instant::now();
+        h.queue_message(Message::Inv(vec![inv_tx(tx.txid())]), None)
+            .await;
+        far.expect(
+            T,
+            "the baseline tx's inv at the far side",
+            |s| matches!(s, Seen::Inv(inv) if inv.iter().any(|iv| iv.hash == tx.txid())),
+        )
+        .await;
+        start.elapsed()
+    }
+
+    /// A block of about `size` bytes: one legacy transaction with a large scriptSig.
+    fn big_block(size: usize) -> Block {
+        let mut raw = hex::decode(&MAINNET_BLOCK[..160]).unwrap(); // the 80-byte header
+        raw.push(1); // one transaction
+        raw.extend_from_slice(&1u32.to_le_bytes()); // version
+        raw.push(1); // one input
+        raw.extend_from_slice(&[7u8; 36]); // outpoint
+        raw.push(0xfe); // scriptSig length
+        raw.extend_from_slice(&(size as u32).to_le_bytes());
+        raw.resize(raw.len() + size, 0x51);
+        raw.extend_from_slice(&[0xff; 4]); // sequence
+        raw.push(0); // no outputs
+        raw.extend_from_slice(&[0; 4]); // lock time
+        Block::from_bytes(Bytes::from(raw)).unwrap()
+    }
+
+    fn getdata_frame(iv: InvVect, n: usize) -> Vec<u8> {
+        encode_frame(NET, &Message::GetData(vec![iv; n]), PVER).unwrap()
+    }
+
+    /// Issue 11 item 9: a peer that reads nothing and one that reads slowly both ask for a
+    /// 1 MB block over and over; an honest announcement is still relayed within 1 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_readers_do_not_hold_up_the_relay() {
+        let (stuck_addr, stuck) = raw_node().await;
+        let (slow_addr, slow) = raw_node().await;
+        let mut honest = Node::start(false).await;
+        let mut far = Node::start(false).await;
+        let block = big_block(1 << 20);
+        honest.hold(block.hash(), Message::Block(block.clone()));
+        let addrs = [stuck_addr, slow_addr, honest.addr.clone(), far.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let mut stuck = stuck.await.unwrap();
+        let mut slow = slow.await.unwrap();
+        let (h, _f) = (honest.peer().await, far.peer().await);
+        let baseline = relay_time(&h, &mut honest, &mut far, tx(SEGWIT_TX)).await;
+
+        // The block goes into the relay's cache.
+        let block_iv = InvVect {
+            inv_type: inv_type::BLOCK,
+            hash: block.hash(),
+        };
+        h.queue_message(Message::Inv(vec![block_iv]), None).await;
+        r.expect_line(&format!("relay inv block {}", block.hash()), T)
+            .await;
+
+        // Both readers ask for it 1,000 times, in 20 getdatas; `stuck` never reads again,
+        // `slow` reads 16 KiB every 50 ms.
+        for _ in 0..20 {
+            let f = getdata_frame(block_iv, 50);
+            stuck.write_all(&f).await.unwrap();
+            slow.write_all(&f).await.unwrap();
+        }
+        let slow_reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 << 10];
+            let mut total = 0usize;
+            for _ in 0..400 {
+                match tokio::time::timeout(Duration::from_secs(1), slow.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => total += n,
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            total
+        });
+        // Let the relay work through the getdatas (old code: 2 s per item once stuck).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let real = tx(LEGACY_TX);
+        honest.hold(real.txid(), Message::Tx(real.clone()));
+        let start = Instant::now();
+        h.queue_message(Message::Inv(vec![inv_tx(real.txid())]), None)
+            .await;
+        far.expect(
+            Duration::from_secs(1),
+            "the honest tx's inv at the far side",
+            |s| matches!(s, Seen::Inv(inv) if inv.iter().any(|iv| iv.hash == real.txid())),
+        )
+        .await;
+        let took = start.elapsed();
+        let status = r.expect_line("status: ", T).await;
+        slow_reader.abort();
+        println!("RELAY_BOUNDS slow readers: honest tx inv at the far side {took:?} after its announcement ({baseline:?} before the readers); {status}");
+        drop(stuck);
+    }
+
+    /// Issue 11 item 10: `MSG_BLOCK` and `MSG_TX` get no witness data; the witness forms
+    /// get the bytes as relayed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plain_requests_get_no_witness_data() {
+        let mut honest = Node::start(false).await;
+        let mut far = Node::start(false).await;
+        // A block with a segwit transaction.
+        let mut raw = hex::decode(&MAINNET_BLOCK[..160]).unwrap();
+        raw.push(2);
+        raw.extend_from_slice(&hex::decode(LEGACY_TX).unwrap());
+        raw.extend_from_slice(&hex::decode(SEGWIT_TX).unwrap());
+        let block = Block::from_bytes(Bytes::from(raw)).unwrap();
+        assert!(block.has_witness());
+        let segwit = tx(SEGWIT_TX);
+        honest.hold(block.hash(), Message::Block(block.clone()));
+        honest.hold(segwit.txid(), Message::Tx(segwit.clone()));
+        let addrs = [honest.addr.clone(), far.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (h, f) = (honest.peer().await, far.peer().await);
+        let iv = |inv_type, hash| InvVect { inv_type, hash };
+        h.queue_message(
+            Message::Inv(vec![
+                iv(inv_type::BLOCK, block.hash()),
+                iv(inv_type::TX, segwit.txid()),
+            ]),
+            None,
+        )
+        .await;
+        r.expect_line(&format!("relay inv block {}", block.hash()), T)
+            .await;
+        r.expect_line(&format!("relay inv tx {}", segwit.txid()), T)
+            .await;
+
+        let cases = [
+            (inv_type::BLOCK, block.to_base_bytes()),
+            (inv_type::WITNESS_BLOCK, block.as_bytes().clone()),
+        ];
+        for (t, want) in cases {
+            f.queue_message(Message::GetData(vec![iv(t, block.hash())]), None)
+                .await;
+            match far
+                .expect(T, "the block", |s| matches!(s, Seen::Block(_)))
+                .await
+            {
+                Seen::Block(got) => {
+                    assert_eq!(got.as_bytes(), &want, "inv type {t:#x}");
+                    assert_eq!(got.has_witness(), t == inv_type::WITNESS_BLOCK);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let cases = [
+            (inv_type::TX, segwit.to_base_bytes()),
+            (inv_type::WITNESS_TX, segwit.as_bytes().clone()),
+        ];
+        for (t, want) in cases {
+            f.queue_message(Message::GetData(vec![iv(t, segwit.txid())]), None)
+                .await;
+            match far.expect(T, "the tx", |s| matches!(s, Seen::Tx(_))).await {
+                Seen::Tx(got) => assert_eq!(got.as_bytes(), &want, "inv type {t:#x}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -91,9 +91,15 @@ async fn stall_detected_per_request_type() {
 }
 
 /// The matching answer clears the deadline; getdata is satisfied by any of
-/// block/merkleblock/tx/notfound.
+/// block/merkleblock/tx/notfound that names what it asked for.
 #[tokio::test(start_paused = true)]
 async fn answered_requests_do_not_stall() {
+    let ask = |hash| {
+        Message::GetData(vec![InvVect {
+            inv_type: inv_type::WITNESS_TX,
+            hash,
+        }])
+    };
     let answers = [
         (Command::GetData, Message::NotFound(vec![tx_inv(1)])),
         (Command::GetData, Message::Tx(sample_tx(3))),
@@ -104,7 +110,11 @@ async fn answered_requests_do_not_stall() {
     ];
     for (cmd, answer) in answers {
         let (peer, mut raw) = handshaken(cfg(), true).await;
-        request(&peer, cmd).await;
+        match &answer {
+            Message::Tx(tx) => peer.queue_message(ask(tx.txid()), None).await,
+            Message::Block(b) => peer.queue_message(ask(b.hash()), None).await,
+            _ => request(&peer, cmd).await,
+        }
         assert_eq!(raw.recv_cmd().await.command(), cmd);
         raw.send(&answer).await;
         sleep(secs(200)).await;
@@ -338,4 +348,38 @@ async fn self_connection_detected() {
     let rest = raw.until_eof(SOON).await;
     assert!(rest.is_empty());
     assert_eq!(peer.close_reason(), Some(PeerError::SelfConnection));
+}
+
+/// A peer that withholds what we asked for cannot keep its getdata from stalling with
+/// `notfound`s that do not name it, nor with unrequested transactions.
+#[tokio::test(start_paused = true)]
+async fn getdata_stall_needs_answers_naming_its_items() {
+    let (peer, mut raw) = handshaken(cfg(), true).await;
+    peer.queue_message(Message::GetData(vec![tx_inv(1), tx_inv(2)]), None)
+        .await;
+    assert_eq!(raw.recv_cmd().await.command(), Command::GetData);
+    for i in 0..8 {
+        sleep(secs(5)).await;
+        raw.send(&Message::NotFound(vec![])).await;
+        raw.send(&Message::NotFound(vec![tx_inv(100 + i)])).await;
+        raw.send(&Message::Tx(sample_tx(3))).await;
+    }
+    wait_until(SOON, "stall", || peer.is_done()).await;
+    assert_eq!(
+        peer.close_reason(),
+        Some(PeerError::Stalled(Command::NotFound))
+    );
+
+    // Answering item by item keeps it alive, and all items answered clears it.
+    let (peer, mut raw) = handshaken(cfg(), true).await;
+    peer.queue_message(Message::GetData(vec![tx_inv(1), tx_inv(2)]), None)
+        .await;
+    assert_eq!(raw.recv_cmd().await.command(), Command::GetData);
+    sleep(secs(25)).await;
+    raw.send(&Message::NotFound(vec![tx_inv(1)])).await;
+    sleep(secs(25)).await;
+    assert!(peer.connected(), "progress moved the deadline");
+    raw.send(&Message::NotFound(vec![tx_inv(2)])).await;
+    sleep(secs(200)).await;
+    assert!(peer.connected(), "{:?}", peer.close_reason());
 }

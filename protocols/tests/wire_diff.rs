@@ -586,3 +586,67 @@ fn every_command_is_covered_by_the_oracle() {
         assert_eq!(cmd.as_str(), *name);
     }
 }
+
+/// A block holding a segwit coinbase, a legacy tx and a segwit tx, built and serialized
+/// (with witnesses) by the oracle.
+fn their_segwit_block() -> bitcoin::Block {
+    let mainnet: bitcoin::Block = deserialize(&hex::decode(MAINNET_BLOCK).unwrap()).unwrap();
+    bitcoin::Block {
+        header: mainnet.header,
+        txdata: vec![
+            their_tx(SEGWIT_COINBASE),
+            their_tx(LEGACY_TX),
+            their_tx(SEGWIT_TX),
+        ],
+    }
+}
+
+#[test]
+fn block_without_witness_matches_oracle() {
+    let theirs = their_segwit_block();
+    let with = serialize(&theirs);
+    let ours = Block::from_bytes(Bytes::from(with.clone())).unwrap();
+    assert!(ours.has_witness());
+    assert_eq!(ours.as_bytes().as_ref(), with.as_slice());
+    // The oracle's non-witness encoding: every witness cleared.
+    let mut stripped = theirs.clone();
+    for tx in &mut stripped.txdata {
+        tx.input.iter_mut().for_each(|i| i.witness.clear());
+    }
+    let base = serialize(&stripped);
+    assert!(base.len() < with.len());
+    assert_eq!(ours.to_base_bytes().as_ref(), base.as_slice());
+    let without = ours.without_witness();
+    assert!(!without.has_witness());
+    assert_eq!(without.as_bytes().as_ref(), base.as_slice());
+    assert_eq!(without.hash(), ours.hash());
+    assert_eq!(without.txids(), ours.txids());
+    // A block without witnesses is returned as is.
+    let legacy = Block::from_bytes(Bytes::from(hex::decode(MAINNET_BLOCK).unwrap())).unwrap();
+    assert!(!legacy.has_witness());
+    assert_eq!(legacy.to_base_bytes(), *legacy.as_bytes());
+    check(
+        NetworkMessage::Block(stripped),
+        Message::Block(ours.without_witness()),
+    );
+}
+
+#[test]
+fn detached_copies_own_exactly_their_bytes() {
+    let with = serialize(&their_segwit_block());
+    // A block parsed out of a larger buffer shares it; the detached copy does not.
+    let mut big = with.clone();
+    big.extend_from_slice(&[0u8; 4096]);
+    let big = Bytes::from(big);
+    let ours = Block::from_bytes(big.slice(..with.len())).unwrap();
+    let detached = ours.detached();
+    assert_eq!(detached, ours);
+    assert_eq!(detached.txids(), ours.txids());
+    for (a, b) in detached.txs().iter().zip(ours.txs()) {
+        assert_eq!(a.as_bytes(), b.as_bytes());
+        assert_eq!(a.wtxid(), b.wtxid());
+    }
+    let tx = ours.txs()[2].detached();
+    assert_eq!(tx.txid(), ours.txs()[2].txid());
+    assert_eq!(tx.as_bytes().len(), tx.len());
+}

@@ -7,7 +7,11 @@
 //! [`peer`] is a btcd-grade bitcoin peer written once against a small transport
 //! trait; it runs over native bitcoin TCP ([`peer::NativeTransport`]) and over
 //! the `btc` capability of a braid link ([`protocol`]).
+//!
+//! [`txrequest`] decides which announcer to ask for an announced item, with per-peer
+//! bounds and fallback to the next announcer (Bitcoin Core's tx request logic).
 pub mod peer;
+pub mod txrequest;
 pub mod wire;
 
 pub use peer::braid::protocol;

@@ -51,8 +51,9 @@ pub(crate) async fn in_loop<R: TransportReader>(peer: Peer, mut r: R) {
         peer.state().last_recv = Some(SystemTime::now());
         {
             let mut stall = peer.stall();
-            stall.received(msg.command());
-            stall.handler_start(Instant::now());
+            let now = Instant::now();
+            stall.received_message(&msg, now);
+            stall.handler_start(now);
         }
         let res = dispatch(&peer, msg).await;
         peer.stall().handler_done(Instant::now());

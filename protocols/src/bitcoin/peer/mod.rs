@@ -334,6 +334,19 @@ impl Peer {
         }
     }
 
+    /// Queue an inventory item for the next trickle without waiting (for code that must
+    /// not block on one slow peer). Returns false if the inventory queue is full or the
+    /// peer is not connected; true also when the item is skipped as known.
+    pub fn try_queue_inventory(&self, iv: InvVect) -> bool {
+        if !self.connected() {
+            return false;
+        }
+        if self.known().contains(&iv) {
+            return true;
+        }
+        self.inner.inv_tx.try_send(iv).is_ok()
+    }
+
     /// Mark `iv` as known to the remote, so it is not announced to it.
     pub fn add_known_inventory(&self, iv: InvVect) {
         self.known().insert(iv);

@@ -97,7 +97,7 @@ async fn write_queued<W: TransportWriter>(
     }
     if !cfg.disable_stall_handler {
         peer.stall()
-            .sent(msg.command(), now, cfg.stall_response_timeout);
+            .sent_message(&msg, now, cfg.stall_response_timeout);
     }
     let res = tokio::select! {
         biased;

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use super::encoding::Reader;
+use super::encoding::{put_compact_size, Reader};
 use super::error::WireError;
 use super::hash::Hash256;
 use super::types::BlockHeader;
@@ -169,6 +169,16 @@ impl Tx {
             Some(_) => Bytes::from(self.base_parts().concat()),
         }
     }
+
+    /// The same transaction in a fresh allocation of exactly its length. A parsed
+    /// transaction may share (and so keep alive) a much larger buffer, e.g. the block or
+    /// read buffer it came from; keep the detached copy when storing it for long.
+    pub fn detached(&self) -> Tx {
+        Tx {
+            raw: Bytes::copy_from_slice(&self.raw),
+            witness_io_end: self.witness_io_end,
+        }
+    }
 }
 
 /// A block: its exact wire bytes, header and transactions (sharing the bytes).
@@ -223,5 +233,64 @@ impl Block {
     /// The txids of all transactions, in block order.
     pub fn txids(&self) -> Vec<Hash256> {
         self.txs.iter().map(Tx::txid).collect()
+    }
+
+    /// Whether any transaction uses the BIP144 witness serialization.
+    pub fn has_witness(&self) -> bool {
+        self.txs.iter().any(Tx::has_witness)
+    }
+
+    /// The block without witness data (Core's `TX_NO_WITNESS`, btcd's base encoding),
+    /// which is what a `getdata` of `MSG_BLOCK` must be answered with. The exact bytes
+    /// when no transaction carries a witness.
+    pub fn to_base_bytes(&self) -> Bytes {
+        if !self.has_witness() {
+            return self.raw.clone();
+        }
+        let mut out = Vec::with_capacity(self.raw.len());
+        out.extend_from_slice(&self.raw[..BlockHeader::LEN]);
+        put_compact_size(&mut out, self.txs.len() as u64);
+        for tx in &self.txs {
+            for part in tx.base_parts() {
+                out.extend_from_slice(part);
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// The block without witness data, as a [`Block`] (see
+    /// [`to_base_bytes`](Self::to_base_bytes)).
+    pub fn without_witness(&self) -> Block {
+        if !self.has_witness() {
+            return self.clone();
+        }
+        // Stripping keeps every transaction well formed, so this parses.
+        Block::from_bytes(self.to_base_bytes()).unwrap_or_else(|_| self.clone())
+    }
+
+    /// The same block in a fresh allocation of exactly its length (see
+    /// [`Tx::detached`]).
+    pub fn detached(&self) -> Block {
+        let raw = Bytes::copy_from_slice(&self.raw);
+        // The transactions fill the end of the block, back to back.
+        let total: usize = self.txs.iter().map(Tx::len).sum();
+        let mut pos = raw.len() - total;
+        let txs = self
+            .txs
+            .iter()
+            .map(|tx| {
+                let start = pos;
+                pos += tx.len();
+                Tx {
+                    raw: raw.slice(start..pos),
+                    witness_io_end: tx.witness_io_end,
+                }
+            })
+            .collect();
+        Block {
+            raw,
+            header: self.header,
+            txs,
+        }
     }
 }
