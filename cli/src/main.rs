@@ -4,6 +4,8 @@
 //! braid key generate [--out FILE]          a node key (hex), and its id
 //! braid key inspect FILE [--addr IP:PORT]  the key's node id and enode
 //! braid enode parse ENODE                  the parts of an enode URL
+//! braid enode to-enr ENODE --key FILE      the node's signed record (ENR)
+//! braid enode from-enr ENR                 a record's enode, seq and capabilities
 //! braid rlpx ping ENODE [--legacy]         handshake, Hello, one ping, disconnect 0x08
 //! braid rlpx test ENODE [--run PATTERN]    the conformance suite (see README, "Tools")
 //! braid btc ping HOST:PORT [--network N]   bitcoin version handshake and a ping
@@ -87,6 +89,22 @@ enum EnodeCmd {
     Parse {
         /// `enode://<128 hex>@<ip>:<port>[?discport=<port>]`
         enode: String,
+    },
+    /// Sign a node record (ENR) for an enode with the node's key file.
+    ToEnr {
+        /// The node's enode URL.
+        enode: String,
+        /// The node's key file (a record is only valid signed by its node).
+        #[arg(long)]
+        key: PathBuf,
+        /// The record's sequence number.
+        #[arg(long, default_value_t = 1)]
+        seq: u64,
+    },
+    /// Verify a node record (`enr:…`) and show the enode and capabilities it holds.
+    FromEnr {
+        /// The record's text form.
+        enr: String,
     },
 }
 
@@ -267,6 +285,14 @@ async fn run(command: Command, out: Out) -> ExitCode {
             .map(|_| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
         Command::Enode(EnodeCmd::Parse { enode }) => enode::parse(&enode, out)
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
+        Command::Enode(EnodeCmd::ToEnr { enode, key, seq }) => {
+            enode::to_enr(&enode, &key, seq, out)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| e.to_string())
+        }
+        Command::Enode(EnodeCmd::FromEnr { enr }) => enode::from_enr(&enr, out)
             .map(|_| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
         Command::Rlpx(RlpxCmd::Ping {

@@ -102,6 +102,33 @@ async fn key_generate_then_inspect_agree() {
         format!("enode://{}@127.0.0.1:30303", key.id())
     );
 
+    // The key signs a record for its enode, and the record reads back to the same enode.
+    let enode = format!("enode://{}@127.0.0.9:30303?discport=30301", key.id());
+    let enr = braid(&[
+        "--json", "enode", "to-enr", &enode, "--key", path, "--seq", "7",
+    ])
+    .await;
+    assert!(enr.status.success(), "{}", stderr(&enr));
+    let enr = json_lines(&enr)[0]["enr"].as_str().unwrap().to_string();
+    assert!(enr.starts_with("enr:"));
+    let back = braid(&["--json", "enode", "from-enr", &enr]).await;
+    assert!(back.status.success(), "{}", stderr(&back));
+    let back = &json_lines(&back)[0];
+    assert_eq!(back["enode"].as_str().unwrap(), enode);
+    assert_eq!(back["seq"], 7);
+    // A record for somebody else's enode cannot be signed with this key.
+    let other = format!("enode://{}@127.0.0.9:30303", NodeKey::generate().id());
+    let refused = braid(&["enode", "to-enr", &other, "--key", path]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    // A tampered record is refused with one line.
+    let mut tampered = enr.into_bytes();
+    let mid = tampered.len() / 2;
+    tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let out = braid(&["enode", "from-enr", &tampered]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+
     let again = braid(&["key", "generate", "--out", path]).await;
     assert_eq!(
         again.status.code(),

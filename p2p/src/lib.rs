@@ -81,5 +81,6 @@ pub mod message;
 pub mod node;
 pub mod peer;
 pub mod protocol;
+pub mod record;
 pub mod server;
 pub mod session;
