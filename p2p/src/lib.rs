@@ -78,6 +78,7 @@ pub mod conn;
 pub mod ecies;
 pub mod frame;
 pub mod message;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod protocol;
