@@ -15,7 +15,7 @@ pub mod handshake;
 pub mod packets;
 mod secrets;
 
-pub use driver::{accept, initiate};
+pub use driver::{accept, initiate, initiate_with};
 pub use error::HandshakeError;
 pub use handshake::{Initiator, ReceivedAck, ReceivedAuth, Recipient};
 pub use packets::WireFormat;

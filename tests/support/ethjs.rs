@@ -43,7 +43,14 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Directory holding package.json, package-lock.json and peer.mjs.
 pub fn harness_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ethjs")
+    // Test binaries of the workspace's member crates (cli/) share this file: look in the
+    // package's own directory first, then in the workspace root above it.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = here.join("tests/interop/ethjs");
+    match here.parent() {
+        Some(root) if !dir.exists() => root.join("tests/interop/ethjs"),
+        _ => dir,
+    }
 }
 
 /// Ensure node + npm exist and `npm ci` has run in tests/interop/ethjs (once per process; skip if

@@ -20,16 +20,29 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Secrets, HandshakeError> {
     let initiator = Initiator::random(our_key, remote)?;
     let auth = initiator.auth_packet()?;
-    io.write_all(&auth).await?;
+    initiate_with(io, &initiator, &auth).await
+}
+
+/// Initiator side with an auth packet the caller built from `initiator`: a legacy
+/// (pre-EIP-8) auth from [`Initiator::legacy_auth_packet`], or an EIP-8 body with extra
+/// fields for conformance tests. Sends `auth` as it is, reads the ack (either format)
+/// and derives the secrets from the bytes exactly as sent.
+pub async fn initiate_with<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    initiator: &Initiator,
+    auth: &[u8],
+) -> Result<Secrets, HandshakeError> {
+    io.write_all(auth).await?;
     io.flush().await?;
 
+    let our_key = initiator.our_key();
     let ack = read_packet(io, LEGACY_ACK_LEN, |p| {
         packets::open_legacy(our_key, p).is_ok()
     })
     .await?;
     let ack = initiator.read_ack(&ack)?;
-    tracing::debug!(remote = %remote, format = ?ack.format, "ecies handshake done (initiator)");
-    Ok(initiator.secrets(&auth, &ack))
+    tracing::debug!(remote = %initiator.remote_id(), format = ?ack.format, "ecies handshake done (initiator)");
+    Ok(initiator.secrets(auth, &ack))
 }
 
 /// Recipient side: read an auth (EIP-8 or legacy), answer with an ack in the same

@@ -101,6 +101,16 @@ impl Initiator {
         Self::new(our_key, remote_id, ephemeral, random_nonce())
     }
 
+    /// The node this initiator dials.
+    pub fn remote_id(&self) -> &NodeId {
+        &self.remote_id
+    }
+
+    /// Our static key (the driver needs it to recognise a legacy ack).
+    pub(crate) fn our_key(&self) -> &SecretKey {
+        &self.our_key
+    }
+
     /// The signed auth body: the ephemeral key signs `static-shared XOR nonce`.
     pub fn auth_body(&self) -> AuthBody {
         let static_shared = ecdh_x(&self.remote_pubkey, &self.our_key);
