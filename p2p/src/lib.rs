@@ -75,6 +75,7 @@
 
 pub mod base;
 pub mod conn;
+pub mod discover;
 pub mod ecies;
 pub mod frame;
 pub mod message;
