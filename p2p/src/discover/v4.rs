@@ -18,3 +18,4 @@
 //! ENR parsing (`ENRResponse` carries the record as raw RLP bytes). Both parts are pure:
 //! no sockets, and time is passed in by the caller.
 pub mod packet;
+pub mod table;
