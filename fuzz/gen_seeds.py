@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Writes fuzz/seeds/<target>/ from the public vectors (shared/vectors/rlpx.md).
+"""Writes fuzz/seeds/<target>/ from the public vectors (shared/vectors/rlpx.md and
+shared/vectors/discv4.md).
 
 Usage: python3 fuzz/gen_seeds.py [path/to/rlpx.md]   (default: ../shared/vectors/rlpx.md
-relative to the repository root). The seeds are committed; rerun only if the vectors change.
+relative to the repository root; discv4.md is read from the same directory). The seeds are
+committed; rerun only if the vectors change.
 """
 import os
 import re
@@ -76,4 +78,11 @@ write("btc_message", "verack", bytes([1, 7]))
 write("btc_message", "ping", bytes([2, 7]) + bytes(range(8)))
 write("btc_message", "inv1", bytes([7, 7, 1, 1, 0, 0, 0]) + bytes(32))
 write("btc_message", "feefilter", bytes([17, 7]) + (1000).to_bytes(8, "little"))
+# discv4: the four EIP-8 test packets, one seed each.
+discv4 = open(os.path.join(os.path.dirname(SRC), "discv4.md")).read()
+for i, name in enumerate(("ping", "ping_enr_seq", "find_node", "neighbors"), start=1):
+    at = discv4.index(f"## {i}. ")
+    start = discv4.index("```", at) + 3
+    end = discv4.index("```", start)
+    write("discv4_packet", name, bytes.fromhex("".join(discv4[start:end].split())))
 print("seeds written to", OUT)

@@ -76,6 +76,7 @@
 pub mod base;
 pub mod budget;
 pub mod conn;
+pub mod discover;
 pub mod ecies;
 pub mod frame;
 pub mod message;
