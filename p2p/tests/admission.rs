@@ -217,3 +217,40 @@ async fn a_panicking_protocol_ends_the_peer_with_subprotocol_error_and_frees_eve
         }
     }
 }
+
+#[tokio::test]
+async fn a_dial_dropped_during_the_hello_frees_its_slot() {
+    // A listener that completes the encryption handshake and then never sends a Hello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_key = random_key();
+    let silent = p2p::node::Enode {
+        id: NodeId::from_secret(&silent_key),
+        ip: "127.0.0.1".parse().unwrap(),
+        tcp_port: listener.local_addr().unwrap().port(),
+        udp_port: 0,
+    };
+    let responder = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let conn = Conn::accept(stream, &silent_key, T).await.unwrap();
+        tokio::time::sleep(T).await;
+        drop(conn);
+    });
+    let mut cfg = config();
+    cfg.max_peers = 1;
+    let client = Server::start(cfg).await.unwrap();
+    // The caller gives up while the dial waits for the Hello.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), client.dial(&silent))
+            .await
+            .is_err()
+    );
+    // The abandoned attempt holds no slot: the one allowed peer can still be dialed.
+    let other = Server::start(config()).await.unwrap();
+    client
+        .dial(&other.enode().unwrap())
+        .await
+        .expect("the abandoned dial still holds the only slot");
+    responder.abort();
+    client.shutdown().await;
+    other.shutdown().await;
+}

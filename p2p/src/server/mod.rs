@@ -666,10 +666,16 @@ impl Server {
                 return Err(refused(reason));
             }
         };
+        // Released on failure and also when the caller drops this future mid-setup (a dial
+        // abandoned during the Hello), so an abandoned attempt never keeps its slot.
+        let mut held = HeldTicket {
+            server: self,
+            ticket,
+            id,
+            armed: true,
+        };
         let result = self.run_peer(conn, ticket, addr, direction, trusted).await;
-        if result.is_err() {
-            self.release(ticket, &id);
-        }
+        held.armed = result.is_err();
         result
     }
 
@@ -804,6 +810,23 @@ impl Server {
             }
         }
         info!("server stopped");
+    }
+}
+
+/// A connection's place in the limits between the checkpoint and becoming a running peer;
+/// released on drop unless disarmed.
+struct HeldTicket<'a> {
+    server: &'a Server,
+    ticket: u64,
+    id: NodeId,
+    armed: bool,
+}
+
+impl Drop for HeldTicket<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.server.release(self.ticket, &self.id);
+        }
     }
 }
 
