@@ -772,7 +772,8 @@ impl Server {
         let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
         let deadline = tokio::time::Instant::now() + grace;
         // No connection can be claimed any more; let those already claimed become peers
-        // (no await lies between the two) so the snapshot below holds them.
+        // (only the bounded useless-peer Disconnect can lie between the two) so the
+        // snapshot below holds them.
         while lock(&self.inner.state).has_claimed() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
