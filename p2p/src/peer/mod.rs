@@ -540,14 +540,24 @@ async fn supervise(
     );
     let control_task =
         tokio::spawn(control_loop(shared.clone(), ping_rx, pong_seen).in_current_span());
+    // Should this task unwind anyway, the guard still ends the peer's other tasks and
+    // publishes the end (the protocol tasks end when the JoinSet below is dropped).
+    let guard = SuperviseGuard {
+        shared: shared.clone(),
+        tasks: [read_task.abort_handle(), control_task.abort_handle()],
+    };
 
     let mut protos = JoinSet::new();
     for (proto, rw) in rws {
         let name = proto.name.clone();
         let shared = shared.clone();
-        let fut = proto.start(peer.clone(), rw);
+        let peer = peer.clone();
         protos.spawn(
             async move {
+                // Built inside the task: a panic in the run closure's synchronous part is
+                // then a protocol task panic like one inside its future, not the
+                // supervisor's.
+                let fut = proto.start(peer, rw);
                 match fut.await {
                     Ok(()) => shared.close(
                         DisconnectReason::ClientQuitting,
@@ -612,6 +622,33 @@ async fn supervise(
     }
     debug!(%reason, "peer ended");
     shared.done.send_replace(Some(reason));
+    drop(guard);
+}
+
+/// Ends a peer whose supervisor unwinds: aborts its read and control loops, records a
+/// subprotocol error (0x10) and publishes the end so [`Peer::closed`] returns and the
+/// server frees the slot. A no-op after a normal end.
+struct SuperviseGuard {
+    shared: Arc<Shared>,
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl Drop for SuperviseGuard {
+    fn drop(&mut self) {
+        if self.shared.done.borrow().is_some() {
+            return;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.shared.close(
+            DisconnectReason::SubprotocolError,
+            false,
+            "peer supervisor failed",
+        );
+        let reason = self.shared.close_reason.get().cloned();
+        self.shared.done.send_replace(reason);
+    }
 }
 
 /// Token bucket for inbound pings.

@@ -32,8 +32,23 @@ pub struct ServerConfig {
     pub static_peers: Vec<Enode>,
     /// Peers admitted past every limit.
     pub trusted_peers: Vec<NodeId>,
-    /// Minimum time between inbound connections from one (non-loopback) IP; zero disables.
+    /// Minimum time between inbound connections from one source (an IPv4 address or an
+    /// IPv6 /64); zero disables. Loopback is exempt while `exempt_loopback` is set.
     pub inbound_throttle: Duration,
+    /// Most concurrent inbound peers (past the encryption handshake: pending and running)
+    /// from one network group, an IPv4 /24 or an IPv6 /64, so one network cannot take every
+    /// inbound slot. Excess connections are refused with "too many peers" (0x04) at the
+    /// admission checkpoint. Trusted peers are exempt and not counted; 0 disables the cap.
+    /// Default 8: with the default 50 peers (34 inbound slots) at least five networks share
+    /// the inbound slots.
+    pub max_inbound_per_subnet: usize,
+    /// Exempt loopback connections (127.0.0.0/8, ::1) from the inbound throttle and the
+    /// per-subnet cap. Default true: loopback peers run on this machine under the operator's
+    /// control, and local tools and tests connect many times from 127.0.0.1. Turn it off
+    /// when untrusted traffic arrives through a local proxy (Tor, a reverse proxy), so that
+    /// it is throttled and capped like any other network (all of it then counts as one
+    /// /24, 127.0.0.0/24).
+    pub exempt_loopback: bool,
     /// If set, only these networks may connect or be dialed.
     pub allow_list: Option<Vec<IpNet>>,
     /// Encryption handshake deadline.
@@ -74,6 +89,8 @@ impl ServerConfig {
             static_peers: Vec::new(),
             trusted_peers: Vec::new(),
             inbound_throttle: Duration::from_secs(30),
+            max_inbound_per_subnet: 8,
+            exempt_loopback: true,
             allow_list: None,
             handshake_timeout: crate::conn::DEFAULT_HANDSHAKE_TIMEOUT,
             hello_timeout: crate::session::DEFAULT_HELLO_TIMEOUT,

@@ -2,9 +2,14 @@
 //! within limits, runs each as a [`Peer`], and publishes peer events.
 //!
 //! Connection setup, in go-ethereum's order: TCP accept (pending-handshake slots,
-//! allow-list, per-IP throttle) or dial; encryption handshake; the admission checkpoint
-//! (self, already connected, too many peers: refused with a Disconnect *instead of* a
-//! Hello); Hello exchange; capability matching (useless peer); the peer runs.
+//! allow-list, per-source throttle) or dial; encryption handshake; the admission checkpoint
+//! (self, already connected, too many peers, too many inbound peers from one subnet:
+//! refused with a Disconnect *instead of* a Hello); Hello exchange; capability matching
+//! (useless peer); the peer runs.
+//!
+//! The subnet cap is enforced at the checkpoint rather than at accept because trusted
+//! peers are exempt, and the node id that makes a peer trusted is known only once the
+//! encryption handshake has proved it.
 
 mod config;
 mod limits;
@@ -30,7 +35,7 @@ use crate::peer::{
 use crate::session::{exchange_hello, send_disconnect, SessionError};
 
 pub use config::ServerConfig;
-use limits::InboundThrottle;
+use limits::{InboundThrottle, Netgroup, SubnetCap};
 pub use limits::{IpNet, IpNetError};
 
 /// Errors of the server and of single connection attempts.
@@ -116,15 +121,16 @@ pub struct NodeInfo {
 }
 
 enum Slot {
-    /// Its Hello proved the key; the peer is starting.
-    Claimed(Direction),
+    /// Its Hello proved the key; the peer is starting. Holds the network group it counts
+    /// toward (inbound, not exempt).
+    Claimed(Direction, Option<Netgroup>),
     Active(Peer),
 }
 
 impl Slot {
     fn direction(&self) -> Direction {
         match self {
-            Slot::Claimed(d) => *d,
+            Slot::Claimed(d, _) => *d,
             Slot::Active(p) => p.direction(),
         }
     }
@@ -136,6 +142,8 @@ impl Slot {
 struct PendingConn {
     direction: Direction,
     trusted: bool,
+    /// The network group this connection counts toward under the subnet cap.
+    group: Option<Netgroup>,
 }
 
 struct State {
@@ -146,6 +154,31 @@ struct State {
     statics: HashMap<NodeId, CancellationToken>,
     throttle: InboundThrottle,
 }
+
+impl State {
+    /// The network groups of the connections counted under the subnet cap: pending and
+    /// claimed ones carry theirs; running peers are counted when inbound, not trusted at
+    /// admission, and not exempt.
+    fn inbound_groups(&self, cap: SubnetCap) -> impl Iterator<Item = Netgroup> + '_ {
+        let pending = self.pending.values().filter_map(|p| p.group);
+        let peers = self.peers.values().filter_map(move |slot| match slot {
+            Slot::Claimed(_, group) => *group,
+            Slot::Active(p) if p.direction() == Direction::Inbound && !p.is_trusted() => {
+                cap.group(p.remote_addr()?.ip())
+            }
+            Slot::Active(_) => None,
+        });
+        pending.chain(peers)
+    }
+
+    /// Whether some connection is between its claim and becoming a running peer.
+    fn has_claimed(&self) -> bool {
+        self.peers.values().any(|s| matches!(s, Slot::Claimed(..)))
+    }
+}
+
+/// Sources the inbound throttle remembers at most (oldest forgotten first).
+const THROTTLE_CAPACITY: usize = 4096;
 
 struct Inner {
     config: ServerConfig,
@@ -204,7 +237,11 @@ impl Server {
                 next_conn: 0,
                 trusted: config.trusted_peers.iter().copied().collect(),
                 statics: HashMap::new(),
-                throttle: InboundThrottle::new(config.inbound_throttle, 4096),
+                throttle: InboundThrottle::new(
+                    config.inbound_throttle,
+                    THROTTLE_CAPACITY,
+                    config.exempt_loopback,
+                ),
             }),
             events,
             msg_events,
@@ -285,7 +322,7 @@ impl Server {
             .values()
             .filter_map(|s| match s {
                 Slot::Active(p) => Some(p.clone()),
-                Slot::Claimed(_) => None,
+                Slot::Claimed(..) => None,
             })
             .collect()
     }
@@ -493,7 +530,12 @@ impl Server {
             self.spawn(
                 async move {
                     let cfg = &s.inner.config;
-                    let conn = match Conn::accept(stream, &cfg.key, cfg.handshake_timeout).await {
+                    // Shutdown does not wait out a handshake in progress.
+                    let accepted = tokio::select! {
+                        _ = s.inner.shutdown.cancelled() => return,
+                        r = Conn::accept(stream, &cfg.key, cfg.handshake_timeout) => r,
+                    };
+                    let conn = match accepted {
                         Ok(conn) => conn,
                         Err(e) => {
                             debug!(error = %e, "inbound handshake failed");
@@ -517,6 +559,7 @@ impl Server {
         &self,
         id: NodeId,
         direction: Direction,
+        addr: Option<SocketAddr>,
     ) -> Result<(u64, bool), DisconnectReason> {
         if id == self.inner.id {
             return Err(DisconnectReason::ConnectedToSelf);
@@ -555,11 +598,26 @@ impl Server {
                 return Err(DisconnectReason::TooManyPeers);
             }
         }
+        let group = self.inbound_group(direction, trusted, addr);
+        if let Some(group) = group {
+            if !self
+                .subnet_cap()
+                .admits(group, state.inbound_groups(self.subnet_cap()))
+            {
+                debug!(?addr, "refusing inbound peer: too many from its subnet");
+                return Err(DisconnectReason::TooManyPeers);
+            }
+        }
         let ticket = state.next_conn;
         state.next_conn += 1;
-        state
-            .pending
-            .insert(ticket, PendingConn { direction, trusted });
+        state.pending.insert(
+            ticket,
+            PendingConn {
+                direction,
+                trusted,
+                group,
+            },
+        );
         Ok((ticket, trusted))
     }
 
@@ -567,22 +625,43 @@ impl Server {
     /// another connection of the same node got there first.
     fn claim(&self, ticket: u64, id: NodeId, direction: Direction) -> Result<(), DisconnectReason> {
         let mut state = lock(&self.inner.state);
-        state.pending.remove(&ticket);
+        let group = state.pending.remove(&ticket).and_then(|p| p.group);
         if self.inner.shutdown.is_cancelled() {
             return Err(DisconnectReason::ClientQuitting);
         }
         if state.peers.contains_key(&id) {
             return Err(DisconnectReason::AlreadyConnected);
         }
-        state.peers.insert(id, Slot::Claimed(direction));
+        state.peers.insert(id, Slot::Claimed(direction, group));
         Ok(())
+    }
+
+    fn subnet_cap(&self) -> SubnetCap {
+        SubnetCap {
+            max: self.inner.config.max_inbound_per_subnet,
+            exempt_loopback: self.inner.config.exempt_loopback,
+        }
+    }
+
+    /// The network group a connection counts toward under the subnet cap: inbound,
+    /// untrusted and not exempt ones only.
+    fn inbound_group(
+        &self,
+        direction: Direction,
+        trusted: bool,
+        addr: Option<SocketAddr>,
+    ) -> Option<Netgroup> {
+        if direction != Direction::Inbound || trusted {
+            return None;
+        }
+        self.subnet_cap().group(addr?.ip())
     }
 
     /// Forget a connection that failed before becoming a peer.
     fn release(&self, ticket: u64, id: &NodeId) {
         let mut state = lock(&self.inner.state);
         state.pending.remove(&ticket);
-        if matches!(state.peers.get(id), Some(Slot::Claimed(_))) {
+        if matches!(state.peers.get(id), Some(Slot::Claimed(..))) {
             state.peers.remove(id);
         }
     }
@@ -594,7 +673,7 @@ impl Server {
         direction: Direction,
     ) -> Result<Peer, ServerError> {
         let id = conn.remote_id;
-        let (ticket, trusted) = match self.checkpoint(id, direction) {
+        let (ticket, trusted) = match self.checkpoint(id, direction, addr) {
             Ok(admitted) => admitted,
             Err(reason) => {
                 // Refused before the protocol handshake: a Disconnect instead of a Hello.
@@ -603,10 +682,16 @@ impl Server {
                 return Err(refused(reason));
             }
         };
+        // Released on failure and also when the caller drops this future mid-setup (a dial
+        // abandoned during the Hello), so an abandoned attempt never keeps its slot.
+        let mut held = HeldTicket {
+            server: self,
+            ticket,
+            id,
+            armed: true,
+        };
         let result = self.run_peer(conn, ticket, addr, direction, trusted).await;
-        if result.is_err() {
-            self.release(ticket, &id);
-        }
+        held.armed = result.is_err();
         result
     }
 
@@ -629,7 +714,11 @@ impl Server {
                 .unwrap_or(0),
             id: self.inner.id.0.to_vec(),
         };
-        let theirs = exchange_hello(&mut conn, &ours, cfg.hello_timeout).await?;
+        // Shutdown does not wait out a Hello in progress.
+        let theirs = tokio::select! {
+            _ = self.inner.shutdown.cancelled() => return Err(ServerError::ShuttingDown),
+            r = exchange_hello(&mut conn, &ours, cfg.hello_timeout) => r?,
+        };
         if let Err(reason) = self.claim(ticket, conn.remote_id, direction) {
             send_disconnect(&mut conn.writer, reason).await;
             let _ = conn.writer.shutdown().await;
@@ -653,6 +742,11 @@ impl Server {
         {
             let mut state = lock(&self.inner.state);
             state.peers.insert(peer.id(), Slot::Active(peer.clone()));
+            // Shutdown cancels, then snapshots the peers under this lock: a peer that
+            // becomes active after the snapshot sees the cancellation here and ends itself.
+            if self.inner.shutdown.is_cancelled() {
+                peer.disconnect(DisconnectReason::ClientQuitting);
+            }
         }
         let _ = self.inner.events.send(PeerEvent::Added {
             id: peer.id().to_string(),
@@ -687,29 +781,69 @@ impl Server {
     }
 
     /// Stop: close the listener, stop dialing, send every peer "client quitting" (0x08) and
-    /// wait (bounded) until all peer tasks have ended.
+    /// wait (bounded) until every task the server started has ended, including peers that
+    /// became active while shutdown ran and the tasks they spawned.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
+        let deadline = tokio::time::Instant::now() + grace;
+        // No connection can be claimed any more; let those already claimed become peers
+        // (only the bounded useless-peer Disconnect can lie between the two) so the
+        // snapshot below holds them.
+        while lock(&self.inner.state).has_claimed() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let peers = self.peers();
         for peer in &peers {
             peer.disconnect(DisconnectReason::ClientQuitting);
         }
-        let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
         for peer in &peers {
-            if tokio::time::timeout(grace, peer.closed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, peer.closed())
+                .await
+                .is_err()
+            {
                 warn!(peer = ?peer.id(), "peer did not close in time");
             }
         }
-        let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
-        if tokio::time::timeout(Duration::from_secs(2), async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tasks.shutdown().await;
+        // Tasks may still be spawned while we wait (a peer's watcher), so drain until
+        // the set stays empty; past the deadline, abort what is left.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+            if tasks.is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await
+            .is_err()
+            {
+                warn!(
+                    left = tasks.len(),
+                    "server tasks did not end in time; aborting them"
+                );
+                tasks.shutdown().await;
+            }
         }
         info!("server stopped");
+    }
+}
+
+/// A connection's place in the limits between the checkpoint and becoming a running peer;
+/// released on drop unless disarmed.
+struct HeldTicket<'a> {
+    server: &'a Server,
+    ticket: u64,
+    id: NodeId,
+    armed: bool,
+}
+
+impl Drop for HeldTicket<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.server.release(self.ticket, &self.id);
+        }
     }
 }
 
