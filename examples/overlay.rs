@@ -413,7 +413,7 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Peer to dial at start (repeatable).
-    #[arg(long, value_name = "ENODE")]
+    #[arg(long, value_name = "ENODE", value_parser = common::dialable_enode)]
     dial: Vec<Enode>,
     /// Run three nodes in this process and show replication, then exit.
     #[arg(long, conflicts_with_all = ["listen", "dial"])]
@@ -488,7 +488,7 @@ async fn command(line: &str, server: &Server, kv: &Kv) {
                 }
             }
         }
-        (Some("dial"), Some(enode), None) => match enode.parse::<Enode>() {
+        (Some("dial"), Some(enode), None) => match common::dialable_enode(enode) {
             Ok(enode) => {
                 if let Err(e) = server.dial(&enode).await {
                     println!("! {e}");
