@@ -98,7 +98,7 @@ struct Args {
     #[arg(long, value_name = "HEX")]
     key: Option<String>,
     /// Braid peer to dial at start (repeatable).
-    #[arg(long, value_name = "ENODE")]
+    #[arg(long, value_name = "ENODE", value_parser = common::dialable_enode)]
     dial: Vec<Enode>,
     /// How often to print the status line (e.g. 10s, 500ms).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = common::parse_duration)]

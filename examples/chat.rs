@@ -43,11 +43,12 @@ struct Args {
     /// Node key file (64 hex characters); created if missing.
     #[arg(long, value_name = "FILE", conflicts_with = "key")]
     nodekey: Option<PathBuf>,
-    /// Node key as 64 hex characters.
+    /// Node key as 64 hex characters. Any user can read it in the process list: prefer
+    /// --nodekey.
     #[arg(long, value_name = "HEX")]
     key: Option<String>,
     /// Peer to dial at start (repeatable).
-    #[arg(long, value_name = "ENODE")]
+    #[arg(long, value_name = "ENODE", value_parser = common::dialable_enode)]
     dial: Vec<Enode>,
     /// Our name in the room (default: our node id's first 8 hex characters).
     #[arg(long, value_name = "NAME")]

@@ -18,6 +18,28 @@
 //! cargo run --example overlay            # prints "enode: …"; then type commands:
 //!   put KEY VALUE | get KEY | ask KEY | dial ENODE | peers | quit
 //! ```
+//!
+//! **Writes are unauthenticated.** Any peer, and anyone who can reach a peer, can
+//! overwrite any key: a PUT carries no signature and no owner, and the version is the
+//! writer's claim. What the store does bound is how much a writer can make it hold and
+//! how far it can push a version:
+//!
+//! - keys are at most [`MAX_KEY`] bytes, values [`MAX_VALUE`] bytes (larger ones are a
+//!   protocol breach: the peer is disconnected);
+//! - the store holds at most [`MAX_KEYS`] keys and [`MAX_STORE_BYTES`] bytes of keys
+//!   and values; writes of new keys beyond that are dropped;
+//! - each connected peer may introduce at most [`MAX_KEYS_PER_PEER`] new keys (counted
+//!   per node id for the life of the process; keys it relays for others count too),
+//!   so one peer cannot take the whole store; updates to existing keys are not counted;
+//! - versions start at 1, and a write may set a key's version at most
+//!   [`MAX_VERSION_STEP`] past the version this node holds (0 for a new key). Honest
+//!   nodes step by 1, so a replica that missed up to that many writes to one key still
+//!   catches up, while a write claiming `u64::MAX` (which would beat every later write
+//!   and lock the key forever) is dropped. A local `put` always writes current + 1,
+//!   which beats whatever the store accepted.
+//!
+//! Dropped writes are logged at debug level and not relayed; the sender stays connected,
+//! because an honest node relaying someone else's writes can trip the same limits.
 
 mod common;
 
@@ -48,9 +70,18 @@ const SYNC_REPLY: u64 = 4;
 const LENGTH: u64 = 5;
 
 // Limits on what a peer can make us store or send: every size is checked before use.
+/// Longest key, in bytes.
 const MAX_KEY: usize = 64;
+/// Longest value, in bytes.
 const MAX_VALUE: usize = 1024;
+/// Most keys the store holds.
 const MAX_KEYS: usize = 10_000;
+/// Most bytes of keys plus values the store holds.
+const MAX_STORE_BYTES: usize = 4 << 20;
+/// Most new keys one peer may introduce.
+const MAX_KEYS_PER_PEER: usize = 1000;
+/// Furthest a write may move a key's version past the one we hold.
+const MAX_VERSION_STEP: u64 = 1_000_000;
 const MAX_SYNC_ENTRIES: usize = 1000;
 /// Messages waiting to be written to one peer; a slow peer misses PUTs beyond this
 /// (it catches up with SYNC when it reconnects).
@@ -71,13 +102,77 @@ impl Entry {
     }
 }
 
+/// Why a write was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// We hold an entry that beats it (normal for a replicated write coming back).
+    Stale,
+    /// Version 0, or more than [`MAX_VERSION_STEP`] past ours.
+    VersionJump,
+    /// The sending peer already introduced [`MAX_KEYS_PER_PEER`] keys.
+    PeerQuota,
+    /// [`MAX_KEYS`] or [`MAX_STORE_BYTES`] reached.
+    StoreFull,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::Stale => "a newer version is stored",
+            Refused::VersionJump => "version out of range",
+            Refused::PeerQuota => "peer's key quota is used up",
+            Refused::StoreFull => "store is full",
+        })
+    }
+}
+
+/// The entries and the bookkeeping that bounds them.
+#[derive(Default)]
+struct Store {
+    entries: BTreeMap<String, Entry>,
+    /// Sum of key and value lengths over `entries`.
+    bytes: usize,
+    /// New keys each peer introduced. Every counted peer introduced at least one key,
+    /// so this never has more than [`MAX_KEYS`] entries.
+    introduced: HashMap<NodeId, usize>,
+}
+
+impl Store {
+    /// Store `entry` under `key` if it passes every limit (see the module docs).
+    fn insert(&mut self, key: &str, entry: &Entry, from: Option<NodeId>) -> Result<(), Refused> {
+        let old = self.entries.get(key);
+        let current = old.map_or(0, |e| e.version);
+        if entry.version == 0 || entry.version > current.saturating_add(MAX_VERSION_STEP) {
+            return Err(Refused::VersionJump);
+        }
+        if old.is_some_and(|old| !entry.beats(old)) {
+            return Err(Refused::Stale);
+        }
+        let freed = old.map_or(0, |e| key.len() + e.value.len());
+        let bytes = self.bytes - freed + key.len() + entry.value.len();
+        if bytes > MAX_STORE_BYTES || (old.is_none() && self.entries.len() >= MAX_KEYS) {
+            return Err(Refused::StoreFull);
+        }
+        if let (None, Some(peer)) = (old, from) {
+            let count = self.introduced.entry(peer).or_default();
+            if *count >= MAX_KEYS_PER_PEER {
+                return Err(Refused::PeerQuota);
+            }
+            *count += 1;
+        }
+        self.bytes = bytes;
+        self.entries.insert(key.to_owned(), entry.clone());
+        Ok(())
+    }
+}
+
 /// Messages (code, payload) waiting to be written to one peer.
 type Outbox = mpsc::Sender<(u64, Vec<u8>)>;
 
 /// The store and the peers replicating it. Cheap to clone (all clones share one store).
 #[derive(Clone, Default)]
 struct Kv {
-    store: Arc<Mutex<BTreeMap<String, Entry>>>,
+    store: Arc<Mutex<Store>>,
     peers: Arc<Mutex<HashMap<NodeId, Outbox>>>,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Option<Entry>>>>>,
     next_request: Arc<AtomicU64>,
@@ -101,7 +196,7 @@ impl Kv {
         })
         .with_node_info({
             let kv = self.clone();
-            move || json!({ "keys": lock(&kv.store).len() })
+            move || json!({ "keys": lock(&kv.store).entries.len() })
         })
         .with_peer_info({
             let kv = self.clone();
@@ -153,14 +248,17 @@ impl Kv {
         match code {
             PUT => {
                 let (key, entry) = decode_entry(rlp)?;
-                self.apply(key, entry, Some(from));
+                let _ = self.apply(key, entry, Some(from));
             }
             GET => {
                 let request: u64 = rlp.val_at(0)?;
                 let key: String = rlp.val_at(1)?;
+                if key.len() > MAX_KEY {
+                    return Err(breach("GET key too long"));
+                }
                 let mut reply = RlpStream::new_list(2);
                 reply.append(&request);
-                match lock(&self.store).get(&key) {
+                match lock(&self.store).entries.get(&key) {
                     Some(e) => reply.begin_list(2).append(&e.value).append(&e.version),
                     None => reply.begin_list(0),
                 };
@@ -176,6 +274,9 @@ impl Kv {
                         version: found.val_at(1)?,
                     }),
                 };
+                if entry.as_ref().is_some_and(|e| e.value.len() > MAX_VALUE) {
+                    return Err(breach("GET_REPLY value too long"));
+                }
                 // No waiter means the request timed out already: a late reply is harmless.
                 if let Some(waiter) = lock(&self.pending).remove(&request) {
                     let _ = waiter.send(entry);
@@ -183,7 +284,7 @@ impl Kv {
             }
             SYNC => {
                 let store = lock(&self.store);
-                let entries: Vec<_> = store.iter().take(MAX_SYNC_ENTRIES).collect();
+                let entries: Vec<_> = store.entries.iter().take(MAX_SYNC_ENTRIES).collect();
                 let mut reply = RlpStream::new_list(entries.len());
                 for (key, e) in entries {
                     reply.append_raw(&encode_entry(key, e), 1);
@@ -197,7 +298,7 @@ impl Kv {
                 }
                 for item in rlp.iter() {
                     let (key, entry) = decode_entry(&item)?;
-                    self.apply(key, entry, Some(from));
+                    let _ = self.apply(key, entry, Some(from));
                 }
             }
             _ => {}
@@ -205,16 +306,15 @@ impl Kv {
         Ok(())
     }
 
-    /// Store `entry` if it beats what we have, and pass it on to every other peer: a PUT
-    /// travels the whole overlay and stops where it is no longer news.
-    fn apply(&self, key: String, entry: Entry, from: Option<NodeId>) -> bool {
-        {
-            let mut store = lock(&self.store);
-            let newer = store.get(&key).is_none_or(|old| entry.beats(old));
-            if !newer || (!store.contains_key(&key) && store.len() >= MAX_KEYS) {
-                return false;
+    /// Store `entry` if it beats what we have and fits the limits, and pass it on to
+    /// every other peer: a PUT travels the whole overlay and stops where it is no
+    /// longer news (or no longer fits).
+    fn apply(&self, key: String, entry: Entry, from: Option<NodeId>) -> Result<(), Refused> {
+        if let Err(why) = lock(&self.store).insert(&key, &entry, from) {
+            if why != Refused::Stale {
+                tracing::debug!(peer = ?from, %key, version = entry.version, %why, "kv write dropped");
             }
-            store.insert(key.clone(), entry.clone());
+            return Err(why);
         }
         let put = encode_entry(&key, &entry);
         for (id, queue) in lock(&self.peers).iter() {
@@ -222,7 +322,7 @@ impl Kv {
                 tracing::debug!(peer = ?id, "kv queue full; peer will catch up on SYNC");
             }
         }
-        true
+        Ok(())
     }
 
     /// A local write: one version past what we have, replicated to every peer.
@@ -232,20 +332,24 @@ impl Kv {
                 "key/value too long (max {MAX_KEY}/{MAX_VALUE} bytes)"
             ));
         }
-        let version = self.get(key).map_or(1, |e| e.version.saturating_add(1));
+        // Never overflows in practice: each accepted write moves a version by at most
+        // MAX_VERSION_STEP, so reaching u64::MAX takes ~10^13 writes to one key.
+        let version = self
+            .get(key)
+            .map_or(Some(1), |e| e.version.checked_add(1))
+            .ok_or("version space of this key is used up")?;
         let entry = Entry {
             value: value.into(),
             version,
         };
-        match self.apply(key.into(), entry.clone(), None) {
-            true => Ok(entry),
-            false => Err("store is full".into()),
-        }
+        self.apply(key.into(), entry.clone(), None)
+            .map(|()| entry)
+            .map_err(|why| why.to_string())
     }
 
     /// Our replica's value.
     fn get(&self, key: &str) -> Option<Entry> {
-        lock(&self.store).get(key).cloned()
+        lock(&self.store).entries.get(key).cloned()
     }
 
     /// Ask `peer` for `key` over the wire: GET out, wait for the GET_REPLY with our id.
@@ -309,7 +413,7 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Peer to dial at start (repeatable).
-    #[arg(long, value_name = "ENODE")]
+    #[arg(long, value_name = "ENODE", value_parser = common::dialable_enode)]
     dial: Vec<Enode>,
     /// Run three nodes in this process and show replication, then exit.
     #[arg(long, conflicts_with_all = ["listen", "dial"])]
@@ -384,7 +488,7 @@ async fn command(line: &str, server: &Server, kv: &Kv) {
                 }
             }
         }
-        (Some("dial"), Some(enode), None) => match enode.parse::<Enode>() {
+        (Some("dial"), Some(enode), None) => match common::dialable_enode(enode) {
             Ok(enode) => {
                 if let Err(e) = server.dial(&enode).await {
                     println!("! {e}");
@@ -494,4 +598,89 @@ async fn demo() -> Result<(), Box<dyn Error>> {
     tokio::join!(a.shutdown(), b.shutdown(), c.shutdown());
     println!("\ndone: a put on C was read on A, and served to A by B");
     Ok(())
+}
+
+// Run with `cargo test --example overlay`; tests/example_overlay.rs drives the same
+// limits over the wire against the running program.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(value: &str, version: u64) -> Entry {
+        Entry {
+            value: value.into(),
+            version,
+        }
+    }
+
+    #[test]
+    fn versions_move_by_a_bounded_step() {
+        let mut store = Store::default();
+        let peer = Some(NodeId([1; 64]));
+        assert_eq!(
+            store.insert("k", &entry("v", 0), peer),
+            Err(Refused::VersionJump)
+        );
+        assert_eq!(
+            store.insert("k", &entry("v", u64::MAX), peer),
+            Err(Refused::VersionJump)
+        );
+        assert_eq!(
+            store.insert("k", &entry("v", MAX_VERSION_STEP + 1), peer),
+            Err(Refused::VersionJump)
+        );
+        assert_eq!(
+            store.insert("k", &entry("v", MAX_VERSION_STEP), peer),
+            Ok(())
+        );
+        assert_eq!(store.insert("k", &entry("v", 5), peer), Err(Refused::Stale));
+        assert_eq!(
+            store.insert("k", &entry("w", 2 * MAX_VERSION_STEP), peer),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn keys_per_peer_keys_and_bytes_are_capped() {
+        let mut store = Store::default();
+        let big = "v".repeat(MAX_VALUE);
+        let mut peer = 0u8;
+        let mut refused = None;
+        for i in 0..MAX_KEYS + 10 {
+            if i % MAX_KEYS_PER_PEER == 0 {
+                peer += 1;
+            }
+            if let Err(why) =
+                store.insert(&format!("k{i}"), &entry(&big, 1), Some(NodeId([peer; 64])))
+            {
+                refused = Some((i, why));
+                break;
+            }
+        }
+        // Values of MAX_VALUE bytes fill the byte budget before the key budget.
+        let (at, why) = refused.expect("the store filled up");
+        assert_eq!(why, Refused::StoreFull);
+        assert!(
+            at < MAX_KEYS && store.bytes <= MAX_STORE_BYTES,
+            "{at} {}",
+            store.bytes
+        );
+
+        let mut store = Store::default();
+        let one = Some(NodeId([9; 64]));
+        for i in 0..MAX_KEYS_PER_PEER {
+            assert_eq!(store.insert(&format!("k{i}"), &entry("x", 1), one), Ok(()));
+        }
+        assert_eq!(
+            store.insert("extra", &entry("x", 1), one),
+            Err(Refused::PeerQuota)
+        );
+        // Updates to keys it introduced are not new keys; other peers still have room.
+        assert_eq!(store.insert("k0", &entry("y", 2), one), Ok(()));
+        assert_eq!(
+            store.insert("extra", &entry("x", 1), Some(NodeId([8; 64]))),
+            Ok(())
+        );
+        assert_eq!(store.insert("local", &entry("x", 1), None), Ok(()));
+    }
 }

@@ -49,6 +49,24 @@ async fn malformed_enode() {
     fails_with("overlay", &["--dial", "enode://zz@127.0.0.1:1"], "--dial").await;
 }
 
+/// Well-formed enodes that name no dialable peer are refused at the command line.
+#[tokio::test]
+async fn undialable_enode() {
+    let id = "1dd9d65c4552b5eb43d5ad55a2ee3f56c6cbc1c64a5c8d659f51fcd51bace24351232b8d7821617d2b29b54b81cdefb9b3e9c37d7fd5f63270bcc9e1a6f6a439";
+    for (host, why) in [
+        ("127.0.0.1:0", "port is 0"),
+        ("0.0.0.0:30303", "unspecified"),
+        ("[::]:30303", "unspecified"),
+        ("224.0.0.1:30303", "multicast"),
+        ("[ff02::1]:30303", "multicast"),
+    ] {
+        let url = format!("enode://{id}@{host}");
+        for name in ["chat", "overlay", "btc_relay"] {
+            fails_with(name, &["--dial", &url], why).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn unreadable_nodekey() {
     let dir = std::env::temp_dir().join(format!("braid-cli-{}", std::process::id()));
@@ -109,4 +127,19 @@ async fn nodekey_file_is_created_and_reused() {
     assert_eq!(ids[0], ids[1], "the second run must reuse the key file");
     assert_eq!(std::fs::read_to_string(key).unwrap().trim().len(), 64);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--key` still works, but says on stderr that the key is visible to other users.
+#[tokio::test]
+async fn key_flag_warns() {
+    let key = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291";
+    let mut node = Example::spawn("chat", &["--key", key]);
+    node.enode().await;
+    node.send_line("/quit").await;
+    let (status, _, err) = node.wait(WAIT).await;
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("--key puts the node key in the process list") && err.contains("--nodekey"),
+        "{err:?}"
+    );
 }

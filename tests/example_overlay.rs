@@ -76,3 +76,82 @@ async fn put_on_one_process_is_readable_on_another() {
         assert!(status.success(), "{status}\n{}\n{err}", out.join("\n"));
     }
 }
+
+/// A hostile kv/1 writer (a braid node in this test process) floods a running overlay:
+/// more new keys than one peer may introduce, a `u64::MAX` version meant to lock a key,
+/// and a version far past the stored one. None of it sticks, and a local put still wins.
+#[tokio::test]
+async fn hostile_writer_cannot_exceed_the_caps() {
+    use p2p::protocol::Protocol;
+    use p2p::server::{Server, ServerConfig};
+    use rlp::RlpStream;
+
+    /// Must match examples/overlay.rs.
+    const MAX_KEYS_PER_PEER: usize = 1000;
+    const PUT: u64 = 0;
+    const GET: u64 = 1;
+    const GET_REPLY: u64 = 2;
+    fn put(key: &str, value: &str, version: u64) -> Vec<u8> {
+        let mut s = RlpStream::new_list(3);
+        s.append(&key).append(&value).append(&version);
+        s.out().to_vec()
+    }
+
+    let mut a = Example::spawn("overlay", &[]);
+    let a_enode: p2p::node::Enode = a.enode().await.parse().unwrap();
+
+    // Every message on one connection is handled in order, so once the last one (an
+    // update to k0) shows up, every earlier one has been judged.
+    let mut flood: Vec<Vec<u8>> = (0..MAX_KEYS_PER_PEER + 100)
+        .map(|i| put(&format!("k{i}"), "x", 1))
+        .collect();
+    flood.push(put("locked", "mine forever", u64::MAX));
+    flood.push(put("k1", "jumped", 5_000_000));
+    flood.push(put("k0", "done", 2));
+    let hostile = Protocol::new("kv", 1, 5, move |_peer, mut rw| {
+        let flood = flood.clone();
+        async move {
+            let writer = rw.writer();
+            // A GET round trip after every batch keeps what is in flight well under the
+            // overlay's inbound queue, so the caps are what is tested, not the queue.
+            for (n, batch) in flood.chunks(250).enumerate() {
+                for payload in batch {
+                    writer.write(PUT, payload).await?;
+                }
+                let mut get = RlpStream::new_list(2);
+                get.append(&(n as u64)).append(&"k0");
+                writer.write(GET, &get.out()).await?;
+                while rw.read().await?.code != GET_REPLY {}
+            }
+            // Stay connected (and drain what a sends) until the test shuts us down.
+            loop {
+                rw.read().await?;
+            }
+        }
+    });
+    let key = secp256k1::SecretKey::new(&mut rand::thread_rng());
+    let server = Server::start(ServerConfig::new(key, None).protocol(hostile))
+        .await
+        .unwrap();
+    server.dial(&a_enode).await.expect("dial the overlay");
+
+    poll(&mut a, "get k0", "k0 = done (v2)").await;
+    poll(&mut a, "get k999", "k999 = x (v1)").await;
+    for absent in ["k1000", "k1099", "locked"] {
+        poll(
+            &mut a,
+            &format!("get {absent}"),
+            &format!("{absent}: not found"),
+        )
+        .await;
+    }
+    poll(&mut a, "get k1", "k1 = x (v1)").await;
+    // The key the writer tried to lock is still free for a local write.
+    a.send_line("put locked ours").await;
+    a.expect_line("ok locked = ours (v1)", WAIT).await;
+
+    server.shutdown().await;
+    a.send_line("quit").await;
+    let (status, out, err) = a.wait(WAIT).await;
+    assert!(status.success(), "{status}\n{}\n{err}", out.join("\n"));
+}

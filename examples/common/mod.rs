@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use p2p::node::{NodeId, NodeKey, NodeKeyError};
+use p2p::node::{Enode, EnodeError, NodeId, NodeKey, NodeKeyError};
 use p2p::peer::Direction;
 use p2p::server::Server;
 use tokio::sync::mpsc;
@@ -55,16 +55,32 @@ pub fn fatal(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// What `--key` warns on stderr once the key has parsed.
+pub const KEY_FLAG_WARNING: &str = "warning: --key puts the node key in the process list \
+    (ps, /proc/<pid>/cmdline) and shell history; prefer --nodekey FILE";
+
 /// The node key from `--key HEX`, or `--nodekey FILE` (created if missing), or a fresh one.
+/// `--key` works but warns: anyone on the machine can read a command line.
 pub fn node_key(
     key_hex: Option<&str>,
     key_file: Option<&std::path::Path>,
 ) -> Result<NodeKey, NodeKeyError> {
     match (key_hex, key_file) {
-        (Some(hex), _) => NodeKey::from_hex(hex.trim()),
+        (Some(hex), _) => {
+            let key = NodeKey::from_hex(hex.trim())?;
+            // After parsing, so a bad key still fails with its one `error:` line.
+            eprintln!("{KEY_FLAG_WARNING}");
+            Ok(key)
+        }
         (None, Some(path)) => NodeKey::load_or_create(path),
         (None, None) => Ok(NodeKey::generate()),
     }
+}
+
+/// An enode to dial, for `--dial` (clap's `value_parser`) and the `dial` commands:
+/// parsed and checked dialable (no port 0, no unspecified or multicast address).
+pub fn dialable_enode(text: &str) -> Result<Enode, EnodeError> {
+    Enode::parse_dialable(text.trim())
 }
 
 /// The first 8 hex characters of a node id: enough to tell peers apart on screen.

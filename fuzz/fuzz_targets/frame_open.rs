@@ -20,8 +20,8 @@ fn fixed() -> &'static Fixed {
     F.get_or_init(|| {
         let s = braid_fuzz::session_b();
         Fixed {
-            aes: s.aes_secret,
-            mac: s.mac_secret,
+            aes: *s.aes_secret,
+            mac: *s.mac_secret,
             ingress: s,
         }
     })

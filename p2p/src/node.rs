@@ -1,6 +1,7 @@
 //! Node identity: secp256k1 node keys, 64-byte node ids, enode URLs.
 
 use secp256k1::{PublicKey, SecretKey};
+use zeroize::Zeroizing;
 
 /// A node id: the 64-byte uncompressed secp256k1 public key without its 0x04 prefix.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +75,16 @@ pub enum EnodeError {
     /// The query string is not exactly `discport=<port>`.
     #[error("enode query {0:?} is not supported (only \"discport=<port>\")")]
     BadQuery(String),
+    /// Not dialable: TCP port 0 cannot be connected to.
+    #[error("enode TCP port is 0, which cannot be dialed")]
+    PortZero,
+    /// Not dialable: the unspecified address (`0.0.0.0`, `::`) names no host; on some
+    /// systems connecting to it reaches this machine, which is not what the URL meant.
+    #[error("enode address {0} is unspecified and cannot be dialed")]
+    UnspecifiedAddress(std::net::IpAddr),
+    /// Not dialable: a multicast or broadcast address is not one peer.
+    #[error("enode address {0} is multicast or broadcast and cannot be dialed")]
+    NotUnicast(std::net::IpAddr),
 }
 
 /// A dialable node address: `enode://<128 hex>@<ip>:<tcp>[?discport=<udp>]`.
@@ -103,6 +114,41 @@ impl Enode {
     /// The TCP address to dial.
     pub fn socket_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.ip, self.tcp_port)
+    }
+
+    /// Whether this enode can be dialed: TCP port not 0, and a unicast address that is
+    /// not unspecified (`0.0.0.0`, `::`), multicast (`224.0.0.0/4`, `ff00::/8`) or the
+    /// IPv4 broadcast address. IPv4-mapped IPv6 addresses are judged as the IPv4
+    /// address they carry.
+    ///
+    /// [`FromStr`](std::str::FromStr) does not check this, because an enode can be
+    /// parsed to be shown or stored (a node listening on `0.0.0.0` may print exactly
+    /// that); [`Server::dial`](crate::server::Server::dial) and
+    /// [`Enode::parse_dialable`] do.
+    pub fn check_dialable(&self) -> Result<(), EnodeError> {
+        if self.tcp_port == 0 {
+            return Err(EnodeError::PortZero);
+        }
+        let ip = match self.ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(self.ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_unspecified() {
+            return Err(EnodeError::UnspecifiedAddress(self.ip));
+        }
+        let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_multicast() || broadcast {
+            return Err(EnodeError::NotUnicast(self.ip));
+        }
+        Ok(())
+    }
+
+    /// Parses an enode URL that is about to be dialed: [`FromStr`](std::str::FromStr)
+    /// followed by [`Enode::check_dialable`].
+    pub fn parse_dialable(s: &str) -> Result<Enode, EnodeError> {
+        let enode: Enode = s.parse()?;
+        enode.check_dialable()?;
+        Ok(enode)
     }
 }
 
@@ -245,14 +291,27 @@ pub enum NodeKeyError {
     },
 }
 
-/// This node's secp256k1 identity key.
+/// This node's secp256k1 identity key. The key is overwritten when the `NodeKey` is
+/// dropped (secp256k1's volatile `non_secure_erase`); copies handed out through
+/// [`NodeKey::secret`] are the holder's to look after.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NodeKey(SecretKey);
+
+impl Drop for NodeKey {
+    fn drop(&mut self) {
+        self.erase();
+    }
+}
 
 impl NodeKey {
     /// A fresh random key from the thread-local CSPRNG.
     pub fn generate() -> Self {
         NodeKey(SecretKey::new(&mut rand::thread_rng()))
+    }
+
+    /// Overwrites the key in place; what `Drop` runs.
+    fn erase(&mut self) {
+        self.0.non_secure_erase();
     }
 
     /// Wraps an existing secret key.
@@ -269,16 +328,18 @@ impl NodeKey {
         if s.len() != 64 {
             return Err(NodeKeyError::BadLength(s.len()));
         }
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(s, &mut bytes).map_err(|_| NodeKeyError::BadHex)?;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(s, &mut *bytes).map_err(|_| NodeKeyError::BadHex)?;
         SecretKey::from_byte_array(&bytes)
             .map(NodeKey)
             .map_err(|_| NodeKeyError::InvalidKey)
     }
 
     /// The key as 64 lowercase hex characters (go-ethereum's `nodekey` file format).
+    /// The string is the secret: wipe it when done (e.g. hold it in `Zeroizing`).
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0.secret_bytes())
+        let bytes = Zeroizing::new(self.0.secret_bytes());
+        hex::encode(*bytes)
     }
 
     /// This node's id.
@@ -350,7 +411,10 @@ impl NodeKey {
             });
         }
         // `take` bounds the read even if the file grows after the size check.
-        let mut contents = Vec::with_capacity(128);
+        // The file's bytes are the key: wiped when this returns, whatever the outcome.
+        // Sized for the largest file accepted, so the read never reallocates and
+        // leaves an unwiped copy behind in a freed buffer.
+        let mut contents = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_SIZE as usize + 1));
         file.take(MAX_KEY_FILE_SIZE + 1)
             .read_to_end(&mut contents)
             .map_err(read_err)?;
@@ -383,8 +447,9 @@ impl NodeKey {
         }
         let mut file = options.open(path).map_err(create_err)?;
         let key = NodeKey::generate();
+        let hex = Zeroizing::new(key.to_hex());
         let written = file
-            .write_all(key.to_hex().as_bytes())
+            .write_all(hex.as_bytes())
             .and_then(|()| file.sync_all());
         if let Err(source) = written {
             // A half-written key file would fail every later start; remove it so the
@@ -422,5 +487,99 @@ impl std::fmt::Debug for NodeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Only the public id: a key in a log line is a key lost.
         f.debug_struct("NodeKey").field("id", &self.id()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291";
+
+    /// The overwrite `Drop` runs, observed on a live key (reading a dropped one's
+    /// memory would be undefined behaviour).
+    #[test]
+    fn erase_overwrites_the_key() {
+        let mut key = NodeKey::from_hex(KEY).unwrap();
+        assert_eq!(key.to_hex(), KEY);
+        key.erase();
+        assert_ne!(key.to_hex(), KEY);
+    }
+
+    fn enode(ip: &str, port: u16) -> Enode {
+        let id = NodeKey::from_hex(KEY).unwrap().id();
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        Enode::new(id, std::net::SocketAddr::new(ip, port))
+    }
+
+    #[test]
+    fn undialable_enodes_are_refused_with_typed_errors() {
+        assert_eq!(
+            enode("127.0.0.1", 0).check_dialable(),
+            Err(EnodeError::PortZero)
+        );
+        for ip in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+            assert!(
+                matches!(
+                    enode(ip, 30303).check_dialable(),
+                    Err(EnodeError::UnspecifiedAddress(_))
+                ),
+                "{ip}"
+            );
+        }
+        for ip in [
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "ff02::1",
+            "::ffff:224.0.0.1",
+        ] {
+            assert!(
+                matches!(
+                    enode(ip, 30303).check_dialable(),
+                    Err(EnodeError::NotUnicast(_))
+                ),
+                "{ip}"
+            );
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert_eq!(enode(ip, 30303).check_dialable(), Ok(()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn parse_dialable_refuses_what_from_str_accepts() {
+        let id = NodeKey::from_hex(KEY).unwrap().id();
+        for (url, want) in [
+            (format!("enode://{id}@127.0.0.1:0"), EnodeError::PortZero),
+            (
+                format!("enode://{id}@0.0.0.0:30303"),
+                EnodeError::UnspecifiedAddress("0.0.0.0".parse().unwrap()),
+            ),
+            (
+                format!("enode://{id}@[::]:30303"),
+                EnodeError::UnspecifiedAddress("::".parse().unwrap()),
+            ),
+            (
+                format!("enode://{id}@224.0.0.1:30303"),
+                EnodeError::NotUnicast("224.0.0.1".parse().unwrap()),
+            ),
+            (
+                format!("enode://{id}@[ff02::1]:30303"),
+                EnodeError::NotUnicast("ff02::1".parse().unwrap()),
+            ),
+        ] {
+            // Displaying or storing such an enode is fine; dialing it is not.
+            assert!(url.parse::<Enode>().is_ok(), "{url}");
+            assert_eq!(Enode::parse_dialable(&url), Err(want), "{url}");
+        }
+        let ok = format!("enode://{id}@127.0.0.1:30303");
+        assert_eq!(Enode::parse_dialable(&ok), ok.parse::<Enode>());
     }
 }

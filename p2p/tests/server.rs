@@ -50,6 +50,43 @@ async fn wait_for<F: Fn() -> bool>(f: F) {
     }
 }
 
+/// Port 0 and unspecified/multicast addresses are refused before any socket is opened
+/// (on Linux, connecting to 0.0.0.0 would reach this very machine).
+#[tokio::test]
+async fn dial_refuses_undialable_enodes() {
+    use p2p::node::{Enode, EnodeError};
+    let a = start(config()).await;
+    let b = start(config()).await;
+    let target = a.enode().unwrap();
+    let port = target.tcp_port;
+    for (ip, port) in [
+        ("127.0.0.1", 0),
+        ("0.0.0.0", port),
+        ("::", port),
+        ("224.0.0.1", port),
+        ("ff02::1", port),
+    ] {
+        let enode = Enode::new(
+            target.id,
+            std::net::SocketAddr::new(ip.parse().unwrap(), port),
+        );
+        let err = b.dial(&enode).await.expect_err(ip);
+        assert!(
+            matches!(
+                err,
+                ServerError::NotDialable(
+                    EnodeError::PortZero
+                        | EnodeError::UnspecifiedAddress(_)
+                        | EnodeError::NotUnicast(_)
+                )
+            ),
+            "{ip}:{port}: {err}"
+        );
+    }
+    assert_eq!(a.peer_count(), 0);
+    assert_eq!(b.peer_count(), 0);
+}
+
 #[tokio::test]
 async fn dial_connects_both_sides_and_publishes_events() {
     let a = start(config()).await;

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secp256k1::{ecdh, PublicKey, SecretKey, SECP256K1};
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::HandshakeError;
 
@@ -27,42 +28,53 @@ pub const ECIES_OVERHEAD: usize = R_LEN + IV_LEN + TAG_LEN;
 
 /// x-only secp256k1 ECDH: the x coordinate of `secret · public`, unhashed
 /// (RLPx uses the raw coordinate, unlike libsecp256k1's default hashed ECDH).
+///
+/// The result is a shared secret: callers that keep it past one expression hold it in
+/// [`Zeroizing`] so it is wiped when dropped.
 pub fn ecdh_x(public: &PublicKey, secret: &SecretKey) -> [u8; 32] {
-    let xy = ecdh::shared_secret_point(public, secret);
+    let xy = Zeroizing::new(ecdh::shared_secret_point(public, secret));
     let mut x = [0u8; 32];
     x.copy_from_slice(&xy[..32]);
     x
 }
 
-/// The encryption key and MAC key derived from the ECDH x coordinate.
+/// The encryption key and MAC key derived from the ECDH x coordinate; wiped on drop.
 struct Keys {
     enc: [u8; 16],
     mac: [u8; 32],
 }
 
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.enc.zeroize();
+        self.mac.zeroize();
+    }
+}
+
 /// Concat KDF (SHA-256, counter starting at 1, empty other-info) for the 32 bytes
 /// RLPx needs — exactly one hash block — then split as geth's `deriveKeys` does.
 fn derive_keys(shared_x: &[u8; 32]) -> Keys {
-    let k = Sha256::new()
+    let mut k = Sha256::new()
         .chain_update(1u32.to_be_bytes())
         .chain_update(shared_x)
         .finalize();
     let (enc_part, mac_part) = k.split_at(16);
-    let mut enc = [0u8; 16];
-    enc.copy_from_slice(enc_part);
-    Keys {
-        enc,
+    let mut keys = Keys {
+        enc: [0u8; 16],
         mac: Sha256::digest(mac_part).into(),
-    }
+    };
+    keys.enc.copy_from_slice(enc_part);
+    k.as_mut_slice().zeroize();
+    keys
 }
 
 /// HMAC-SHA256 keyed with `key`. RFC 2104 zero-pads keys shorter than the hash
 /// block, so passing the 32-byte key zero-padded to 64 bytes is the same HMAC and
 /// lets us use the infallible fixed-size constructor.
 fn hmac_for(key: &[u8; 32]) -> HmacSha256 {
-    let mut block = [0u8; 64];
+    let mut block = Zeroizing::new([0u8; 64]);
     block[..32].copy_from_slice(key);
-    <HmacSha256 as Mac>::new(&block.into())
+    <HmacSha256 as Mac>::new(&(*block).into())
 }
 
 /// The tag over `iv ‖ ciphertext ‖ authdata`.
@@ -83,10 +95,12 @@ fn tag_state(
 /// `authdata` is authenticated but not included (RLPx: the 2-byte size prefix).
 pub fn encrypt(remote: &PublicKey, plaintext: &[u8], authdata: &[u8]) -> Vec<u8> {
     let mut rng = rand::thread_rng();
-    let ephemeral = SecretKey::new(&mut rng);
+    let mut ephemeral = SecretKey::new(&mut rng);
     let mut iv = [0u8; IV_LEN];
     rng.fill_bytes(&mut iv);
-    encrypt_with(remote, plaintext, authdata, &ephemeral, &iv)
+    let out = encrypt_with(remote, plaintext, authdata, &ephemeral, &iv);
+    ephemeral.non_secure_erase();
+    out
 }
 
 /// Deterministic [`encrypt`]: the caller supplies the ECIES ephemeral key `r` and IV.
@@ -98,7 +112,7 @@ pub fn encrypt_with(
     ephemeral: &SecretKey,
     iv: &[u8; IV_LEN],
 ) -> Vec<u8> {
-    let keys = derive_keys(&ecdh_x(remote, ephemeral));
+    let keys = derive_keys(&Zeroizing::new(ecdh_x(remote, ephemeral)));
     let r = PublicKey::from_secret_key(SECP256K1, ephemeral).serialize_uncompressed();
 
     let mut out = Vec::with_capacity(plaintext.len() + ECIES_OVERHEAD);
@@ -147,7 +161,7 @@ pub fn decrypt(
     // Parsing checks the point is on the curve, which is what defeats
     // invalid-curve attacks on our static key.
     let r = PublicKey::from_slice(r).map_err(|_| HandshakeError::InvalidPublicKey)?;
-    let keys = derive_keys(&ecdh_x(&r, our_key));
+    let keys = derive_keys(&Zeroizing::new(ecdh_x(&r, our_key)));
 
     tag_state(&keys.mac, iv, ciphertext, authdata)
         .verify_slice(tag)

@@ -6,6 +6,7 @@ use rand::RngCore;
 use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use secp256k1::{Message, PublicKey, SecretKey, SECP256K1};
 use sha3::{Digest, Keccak256};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::crypt::ecdh_x;
 use super::packets::{
@@ -24,7 +25,21 @@ fn random_nonce() -> [u8; 32] {
 
 /// The message the initiator's ephemeral key signs: `static-shared-secret XOR nonce`.
 fn signed_message(static_shared: &[u8; 32], nonce: &[u8; 32]) -> Message {
-    Message::from_digest(std::array::from_fn(|i| static_shared[i] ^ nonce[i]))
+    let mut digest: [u8; 32] = std::array::from_fn(|i| static_shared[i] ^ nonce[i]);
+    let message = Message::from_digest(digest);
+    digest.zeroize();
+    message
+}
+
+/// Overwrites the handshake secrets one side holds: its copy of the static key, its
+/// ephemeral key and its nonce. Run on drop, so a finished or abandoned handshake
+/// leaves none of them behind in memory it owned.
+fn wipe(our_key: &mut SecretKey, ephemeral_key: &mut SecretKey, nonce: &mut [u8; 32]) {
+    // `non_secure_erase` is secp256k1's volatile overwrite; "non-secure" because
+    // copies the compiler made elsewhere are out of its reach (and of any library's).
+    our_key.non_secure_erase();
+    ephemeral_key.non_secure_erase();
+    nonce.zeroize();
 }
 
 fn node_pubkey(id: &NodeId) -> Result<PublicKey, HandshakeError> {
@@ -50,7 +65,7 @@ fn open_either(
     Ok((packets::open_eip8(our_key, packet)?, WireFormat::Eip8))
 }
 
-/// The initiator (dialing) side.
+/// The initiator (dialing) side. Its keys and nonce are wiped when it is dropped.
 pub struct Initiator {
     our_key: SecretKey,
     remote_id: NodeId,
@@ -113,7 +128,7 @@ impl Initiator {
 
     /// The signed auth body: the ephemeral key signs `static-shared XOR nonce`.
     pub fn auth_body(&self) -> AuthBody {
-        let static_shared = ecdh_x(&self.remote_pubkey, &self.our_key);
+        let static_shared = Zeroizing::new(ecdh_x(&self.remote_pubkey, &self.our_key));
         let sig = SECP256K1.sign_ecdsa_recoverable(
             &signed_message(&static_shared, &self.nonce),
             &self.ephemeral_key,
@@ -166,7 +181,7 @@ impl Initiator {
     /// The session secrets, given our auth exactly as sent and the parsed ack.
     pub fn secrets(&self, sent_auth: &[u8], ack: &ReceivedAck) -> Secrets {
         Secrets::derive(SecretsInput {
-            ephemeral_shared: ecdh_x(&ack.remote_ephemeral, &self.ephemeral_key),
+            ephemeral_shared: Zeroizing::new(ecdh_x(&ack.remote_ephemeral, &self.ephemeral_key)),
             initiator_nonce: &self.nonce,
             recipient_nonce: &ack.body.nonce,
             we_initiated: true,
@@ -177,7 +192,7 @@ impl Initiator {
     }
 }
 
-/// The recipient (listening) side.
+/// The recipient (listening) side. Its keys and nonce are wiped when it is dropped.
 pub struct Recipient {
     our_key: SecretKey,
     ephemeral_key: SecretKey,
@@ -242,7 +257,7 @@ impl Recipient {
             WireFormat::Eip8 => (AuthBody::from_rlp(&plain)?, None),
         };
         let remote_pubkey = node_pubkey(&body.initiator_id)?;
-        let static_shared = ecdh_x(&remote_pubkey, &self.our_key);
+        let static_shared = Zeroizing::new(ecdh_x(&remote_pubkey, &self.our_key));
 
         let (recid_byte, compact) = body
             .signature
@@ -296,7 +311,7 @@ impl Recipient {
     /// The session secrets, given the parsed auth and our ack exactly as sent.
     pub fn secrets(&self, auth: &ReceivedAuth, sent_ack: &[u8]) -> Secrets {
         Secrets::derive(SecretsInput {
-            ephemeral_shared: ecdh_x(&auth.remote_ephemeral, &self.ephemeral_key),
+            ephemeral_shared: Zeroizing::new(ecdh_x(&auth.remote_ephemeral, &self.ephemeral_key)),
             initiator_nonce: &auth.body.nonce,
             recipient_nonce: &self.nonce,
             we_initiated: false,
@@ -304,5 +319,45 @@ impl Recipient {
             received: &auth.packet,
             remote_id: auth.body.initiator_id,
         })
+    }
+}
+
+impl Drop for Initiator {
+    fn drop(&mut self) {
+        wipe(&mut self.our_key, &mut self.ephemeral_key, &mut self.nonce);
+    }
+}
+
+impl Drop for Recipient {
+    fn drop(&mut self) {
+        wipe(&mut self.our_key, &mut self.ephemeral_key, &mut self.nonce);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> SecretKey {
+        SecretKey::from_byte_array(&[byte; 32]).unwrap()
+    }
+
+    /// The wipe that `Drop` runs, observed on a live value (reading the memory of a
+    /// dropped one would be undefined behaviour): no byte of either key or the nonce
+    /// survives it.
+    #[test]
+    fn wipe_overwrites_keys_and_nonce() {
+        let remote = NodeId::from_secret(&key(9));
+        let mut init = Initiator::new(&key(7), &remote, key(8), [0x5a; 32]).unwrap();
+        wipe(&mut init.our_key, &mut init.ephemeral_key, &mut init.nonce);
+        assert_ne!(init.our_key.secret_bytes(), [7; 32]);
+        assert_ne!(init.ephemeral_key.secret_bytes(), [8; 32]);
+        assert_eq!(init.nonce, [0; 32]);
+
+        let mut resp = Recipient::new(&key(7), key(8), [0x5a; 32]);
+        wipe(&mut resp.our_key, &mut resp.ephemeral_key, &mut resp.nonce);
+        assert_ne!(resp.our_key.secret_bytes(), [7; 32]);
+        assert_ne!(resp.ephemeral_key.secret_bytes(), [8; 32]);
+        assert_eq!(resp.nonce, [0; 32]);
     }
 }

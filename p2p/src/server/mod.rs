@@ -60,6 +60,9 @@ pub enum ServerError {
     /// The address is not on the allow-list.
     #[error("{0} is not on the allow-list")]
     NotAllowed(std::net::IpAddr),
+    /// The enode cannot be dialed (port 0, unspecified or multicast address).
+    #[error("cannot dial: {0}")]
+    NotDialable(#[from] crate::node::EnodeError),
     /// The encryption handshake failed.
     #[error(transparent)]
     Conn(#[from] ConnError),
@@ -445,6 +448,10 @@ impl Server {
                         continue;
                     }
                     Err(ServerError::ShuttingDown) => return,
+                    Err(e @ ServerError::NotDialable(_)) => {
+                        warn!(error = %e, "static peer can never be dialed; giving up on it");
+                        return;
+                    }
                     Err(ServerError::Refused(DisconnectReason::AlreadyConnected)) => backoff,
                     Err(e) => {
                         debug!(error = %e, ?backoff, "static dial failed");
@@ -466,6 +473,7 @@ impl Server {
         if self.inner.shutdown.is_cancelled() {
             return Err(ServerError::ShuttingDown);
         }
+        enode.check_dialable()?;
         let addr = enode.socket_addr();
         self.check_allowed(addr.ip())?;
         let cfg = &self.inner.config;
