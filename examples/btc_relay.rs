@@ -111,6 +111,9 @@ struct Args {
     /// announcer is asked (Bitcoin Core: 60 s).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = common::parse_duration)]
     request_timeout: Duration,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// `--network` values.
@@ -170,6 +173,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let server = Server::start(server_config).await?;
     let enode = server.enode().ok_or("server is not listening")?;
     println!("enode: {enode}");
+    common::serve_metrics(&server, args.metrics).await?;
     if args.bitcoin.is_empty() {
         println!("no --bitcoin node: relaying between overlay peers only");
     }

@@ -53,8 +53,11 @@ struct Args {
     /// Our name in the room (default: our node id's first 8 hex characters).
     #[arg(long, value_name = "NAME")]
     nick: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Run three nodes in this process (alice — bob — carol), chat, print, exit.
-    #[arg(long, conflicts_with_all = ["listen", "nodekey", "key", "dial", "nick"])]
+    #[arg(long, conflicts_with_all = ["listen", "nodekey", "key", "dial", "nick", "metrics"])]
     demo: bool,
 }
 
@@ -100,6 +103,7 @@ async fn interactive(args: Args) -> Result<(), Box<dyn Error>> {
     let mut peer_events = server.subscribe();
     let enode = server.enode().ok_or("server is not listening")?;
     println!("enode: {enode}");
+    common::serve_metrics(&server, args.metrics).await?;
     println!(
         "chatting as <{}>; type a line, or /peers, /dial ENODE, /quit",
         room.nick()

@@ -415,8 +415,11 @@ struct Args {
     /// Peer to dial at start (repeatable).
     #[arg(long, value_name = "ENODE", value_parser = common::dialable_enode)]
     dial: Vec<Enode>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Run three nodes in this process and show replication, then exit.
-    #[arg(long, conflicts_with_all = ["listen", "dial"])]
+    #[arg(long, conflicts_with_all = ["listen", "dial", "metrics"])]
     demo: bool,
 }
 
@@ -448,6 +451,7 @@ async fn start(listen: SocketAddr) -> Result<(Server, Kv), Box<dyn Error>> {
 async fn interactive(args: Args) -> Result<(), Box<dyn Error>> {
     let (server, kv) = start(args.listen).await?;
     println!("enode: {}", server.enode().ok_or("not listening")?);
+    common::serve_metrics(&server, args.metrics).await?;
     println!("{HELP}");
     let mut events = server.subscribe();
     let mut input = common::stdin_lines();

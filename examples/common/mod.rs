@@ -83,6 +83,21 @@ pub fn dialable_enode(text: &str) -> Result<Enode, EnodeError> {
     Enode::parse_dialable(text.trim())
 }
 
+/// `--metrics ADDR`: serve the node's Prometheus metrics there and say where.
+pub async fn serve_metrics(
+    server: &Server,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(addr) = addr {
+        let bound = server
+            .serve_metrics(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        println!("metrics: http://{bound}/metrics");
+    }
+    Ok(())
+}
+
 /// The first 8 hex characters of a node id: enough to tell peers apart on screen.
 pub fn short_id(id: &NodeId) -> String {
     hex::encode(&id.as_bytes()[..4])

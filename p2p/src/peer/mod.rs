@@ -414,6 +414,12 @@ impl Peer {
         self.shared.budget.held()
     }
 
+    /// Bytes waiting in this peer's protocols' inbound queues (a part of
+    /// [`Peer::held_bytes`]).
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.total_queued.load(Ordering::Acquire)
+    }
+
     /// End the peer, sending `reason` to the remote.
     pub fn disconnect(&self, reason: DisconnectReason) {
         self.shared
@@ -552,6 +558,8 @@ async fn supervise(
         let name = proto.name.clone();
         let shared = shared.clone();
         let peer = peer.clone();
+        // Inside the peer's span: a protocol's log lines carry the peer and the protocol.
+        let span = info_span!("protocol", name = %proto.name, version = proto.version);
         protos.spawn(
             async move {
                 // Built inside the task: a panic in the run closure's synchronous part is
@@ -570,7 +578,7 @@ async fn supervise(
                     }
                 }
             }
-            .in_current_span(),
+            .instrument(span),
         );
     }
 

@@ -80,6 +80,27 @@ pub enum ServerError {
     ShuttingDown,
 }
 
+impl ServerError {
+    /// A short, stable name for this kind of failure (a metrics label, a log field):
+    /// `connect`, `handshake`, `hello`, the refusal's reason (`too_many_peers`…), etc.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerError::Listen { .. } => "listen",
+            ServerError::Connect { .. } => "connect",
+            ServerError::NotAllowed(_) => "not_allowed",
+            ServerError::NotDialable(_) => "not_dialable",
+            ServerError::Conn(_) => "handshake",
+            ServerError::Session(SessionError::RemoteDisconnect(r)) => {
+                crate::metrics::reason_label(*r)
+            }
+            ServerError::Session(_) => "hello",
+            ServerError::Refused(r) => crate::metrics::reason_label(*r),
+            ServerError::Peer(_) => "useless_peer",
+            ServerError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 /// What happened to a peer.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -193,6 +214,8 @@ struct Inner {
     pending: Arc<Semaphore>,
     /// Bytes held on every peer's behalf, node-wide.
     budget: crate::budget::MemoryBudget,
+    /// Counters the server bumps, and the scrape-time view of its state.
+    metrics: crate::metrics::NodeMetrics,
     /// Traffic of peers that have ended, per protocol name and version.
     finished_traffic: Mutex<Vec<ProtocolTraffic>>,
     shutdown: CancellationToken,
@@ -231,7 +254,8 @@ impl Server {
             let (tx, _) = broadcast::channel(config.event_capacity.max(1));
             tx
         });
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
+            metrics: metrics_for(weak.clone()),
             id: NodeId::from_secret(&config.key),
             local_addr,
             state: Mutex::new(State {
@@ -382,6 +406,25 @@ impl Server {
         totals
     }
 
+    /// The node's metrics in the Prometheus text format (version 0.0.4): dials and their
+    /// failures, disconnects by reason and side, handshake latency, peers by direction,
+    /// traffic per protocol and code, queued bytes and the memory budget.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.encode()
+    }
+
+    /// Serve [`Server::metrics_text`] on `GET /metrics` at `addr` until shutdown; returns
+    /// the bound address.
+    pub async fn serve_metrics(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let weak = Arc::downgrade(&self.inner);
+        let text = Arc::new(move || {
+            weak.upgrade()
+                .map(|inner| inner.metrics.encode())
+                .unwrap_or_default()
+        });
+        crate::metrics::serve(addr, text, self.inner.shutdown.clone()).await
+    }
+
     /// The node-wide memory budget every peer is charged to.
     pub fn memory_budget(&self) -> &crate::budget::MemoryBudget {
         &self.inner.budget
@@ -470,6 +513,20 @@ impl Server {
 
     /// Dial `enode` once and run it as a peer.
     pub async fn dial(&self, enode: &Enode) -> Result<Peer, ServerError> {
+        let started = Instant::now();
+        self.inner.metrics.dial_started();
+        let result = self.dial_once(enode).await;
+        match &result {
+            Ok(_) => self
+                .inner
+                .metrics
+                .handshake_done(Direction::Outbound, started.elapsed()),
+            Err(e) => self.inner.metrics.dial_failed(e.kind()),
+        }
+        result
+    }
+
+    async fn dial_once(&self, enode: &Enode) -> Result<Peer, ServerError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(ServerError::ShuttingDown);
         }
@@ -538,6 +595,7 @@ impl Server {
             self.spawn(
                 async move {
                     let cfg = &s.inner.config;
+                    let started = Instant::now();
                     // Shutdown does not wait out a handshake in progress.
                     let accepted = tokio::select! {
                         _ = s.inner.shutdown.cancelled() => return,
@@ -551,8 +609,12 @@ impl Server {
                         }
                     };
                     drop(permit);
-                    if let Err(e) = s.setup(conn, Some(addr), Direction::Inbound).await {
-                        debug!(error = %e, "inbound peer refused");
+                    match s.setup(conn, Some(addr), Direction::Inbound).await {
+                        Ok(_) => s
+                            .inner
+                            .metrics
+                            .handshake_done(Direction::Inbound, started.elapsed()),
+                        Err(e) => debug!(error = %e, "inbound peer refused"),
                     }
                 }
                 .instrument(span),
@@ -771,6 +833,7 @@ impl Server {
         let watched = peer.clone();
         self.spawn(async move {
             let reason = watched.closed().await;
+            s.inner.metrics.peer_ended(reason.reason, reason.remote);
             merge_into(&mut lock(&s.inner.finished_traffic), &watched.traffic());
             {
                 let mut state = lock(&s.inner.state);
@@ -853,6 +916,28 @@ impl Drop for HeldTicket<'_> {
             self.server.release(self.ticket, &self.id);
         }
     }
+}
+
+/// The server's metrics, reading its state through `inner` at scrape time (a weak
+/// reference: metrics must not keep a stopped server alive).
+fn metrics_for(inner: std::sync::Weak<Inner>) -> crate::metrics::NodeMetrics {
+    crate::metrics::NodeMetrics::new(move || {
+        let inner = inner.upgrade()?;
+        let server = Server { inner };
+        let peers = server.peers();
+        let inbound_peers = peers
+            .iter()
+            .filter(|p| p.direction() == Direction::Inbound)
+            .count();
+        Some(crate::metrics::Snapshot {
+            inbound_peers,
+            outbound_peers: peers.len() - inbound_peers,
+            traffic: server.traffic(),
+            queued_bytes: peers.iter().map(Peer::queued_bytes).sum(),
+            budget_used: server.inner.budget.used(),
+            budget_limit: server.inner.budget.limit(),
+        })
+    })
 }
 
 fn refused(reason: DisconnectReason) -> ServerError {
