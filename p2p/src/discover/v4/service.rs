@@ -306,6 +306,8 @@ enum Waiter {
     },
     Neighbors {
         nodes: Vec<Node>,
+        /// Whether any matching packet arrived: an empty answer is still an answer.
+        replied: bool,
         done: Option<oneshot::Sender<()>>,
     },
     Enr {
@@ -850,6 +852,7 @@ async fn find_node(
         node.endpoint.ip,
         Waiter::Neighbors {
             nodes: Vec::new(),
+            replied: false,
             done: Some(tx),
         },
     )?;
@@ -863,14 +866,14 @@ async fn find_node(
     let timed_out = tokio::time::timeout(inner.config.request_timeout, rx)
         .await
         .is_err();
-    let nodes = match guard.take() {
+    let (nodes, replied) = match guard.take() {
         Some(Pending {
-            waiter: Waiter::Neighbors { nodes, .. },
+            waiter: Waiter::Neighbors { nodes, replied, .. },
             ..
-        }) => nodes,
-        _ => Vec::new(),
+        }) => (nodes, replied),
+        _ => (Vec::new(), false),
     };
-    if timed_out && nodes.is_empty() {
+    if timed_out && !replied {
         return Err(DiscoveryError::Timeout);
     }
     Ok(nodes)
@@ -1038,6 +1041,7 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
                 inner.drop_packet();
                 return;
             };
+            trace!(%from, count = nodes.len(), "answering findnode");
             let expiration = expiration_at(unix_now());
             for chunk in nodes.chunks(MAX_NEIGHBORS) {
                 let msg = Message::Neighbors(Neighbors {
@@ -1065,9 +1069,15 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
                 });
                 match entry {
                     Some(Pending {
-                        waiter: Waiter::Neighbors { nodes, done },
+                        waiter:
+                            Waiter::Neighbors {
+                                nodes,
+                                replied,
+                                done,
+                            },
                         ..
                     }) => {
+                        *replied = true;
                         for n in msg.nodes {
                             if nodes.len() >= BUCKET_SIZE {
                                 break;
@@ -1229,7 +1239,15 @@ async fn lookup(inner: &Arc<Inner>, target: NodeId) -> Vec<Node> {
                 let node = *node;
                 asked.insert(node.id);
                 queries += 1;
-                inflight.push(async move { (node, find_node(inner, node, target).await) });
+                inflight.push(async move {
+                    // One retry: a single lost datagram should not drop a node from
+                    // the result.
+                    let result = match find_node(inner, node, target).await {
+                        Err(DiscoveryError::Timeout) => find_node(inner, node, target).await,
+                        other => other,
+                    };
+                    (node, result)
+                });
             }
             let Some((node, result)) = inflight.next().await else {
                 break;
