@@ -9,11 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use p2p::base::Capability;
 use p2p::discover::v4::packet::{
-    self, Endpoint, FindNode, Message, Neighbor, Neighbors, Packet, Ping, Pong, PING_VERSION,
+    self, Endpoint, EnrResponse, FindNode, Message, Neighbor, Neighbors, Packet, Ping, Pong,
+    PING_VERSION,
 };
+use p2p::discover::v4::service::RateLimit;
 use p2p::discover::v4::table::TableConfig;
 use p2p::discover::v4::{Bootnode, Discv4, Discv4Config};
 use p2p::node::{Enode, NodeKey};
+use p2p::record::{NodeRecord, RecordSpec};
 use tokio::net::UdpSocket;
 
 fn ip(a: u8, b: u8) -> IpAddr {
@@ -411,4 +414,116 @@ async fn table_poisoning_from_one_subnet_is_bounded() {
         len <= limit,
         "{len} nodes of one /24 in the table (limit {limit})"
     );
+}
+
+#[tokio::test]
+async fn enr_response_must_be_signed_by_the_sender() {
+    let mut c = config(ip(2, 51), None);
+    c.capabilities = vec![Capability::new("braid-test", 1)];
+    let a = Discv4::start(c).await.unwrap();
+    let mut candidates = a.candidates().unwrap();
+    assert!(matches!(
+        a.candidates(),
+        Err(p2p::discover::v4::DiscoveryError::CandidatesTaken)
+    ));
+    let to = a.local_addr();
+
+    // `good` answers with its own record, `liar` with a record of another key.
+    for (host, honest) in [(52, true), (53, false)] {
+        let raw = Raw::bind(ip(2, host)).await;
+        raw.bond(to).await;
+        let got = raw.recv_for(Duration::from_millis(500)).await;
+        let request = got
+            .iter()
+            .find(|p| matches!(p.message, Message::EnrRequest(_)))
+            .expect("a newly verified node is asked for its record");
+        let signer = if honest {
+            raw.key.clone()
+        } else {
+            NodeKey::generate()
+        };
+        let e = raw.endpoint();
+        let spec = RecordSpec {
+            ip: Some(e.ip),
+            tcp_port: Some(30303),
+            udp_port: Some(e.udp_port),
+            capabilities: vec![Capability::new("braid-test", 1)],
+        };
+        let record = NodeRecord::build(&signer, 1, &spec).unwrap();
+        let msg = Message::EnrResponse(EnrResponse {
+            request_hash: request.hash,
+            enr: alloy_rlp::encode(record.as_enr()),
+            rest: Vec::new(),
+        });
+        raw.send(to, &msg).await;
+        let c = tokio::time::timeout(Duration::from_secs(3), candidates.recv())
+            .await
+            .expect("candidate")
+            .expect("open");
+        assert_eq!(c.node.id, raw.key.id());
+        assert_eq!(
+            c.record.is_some(),
+            honest,
+            "record accepted: {:?}",
+            c.record
+        );
+    }
+}
+
+#[tokio::test]
+async fn dead_node_is_dropped_by_revalidation() {
+    let a = Discv4::start(config(ip(2, 61), None)).await.unwrap();
+    let b = Discv4::start(config(ip(2, 62), Some(a.local_enode())))
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || a.table_len() == 1).await);
+    b.shutdown().await;
+    // Revalidation pings every 500 ms, a ping times out after 700 ms.
+    assert!(
+        wait_until(Duration::from_secs(6), || a.table_len() == 0).await,
+        "dead node still in the table"
+    );
+}
+
+#[tokio::test]
+async fn endpoint_change_bumps_the_record_sequence() {
+    let a = Discv4::start(config(ip(2, 71), None)).await.unwrap();
+    let r1 = a.local_record();
+    assert_eq!(r1.node_id().unwrap(), a.local_id());
+    assert_eq!(r1.udp_addr(), Some(a.local_addr()));
+    let same = a.set_endpoint(ip(2, 71), 30303).unwrap();
+    assert_eq!(same.seq(), r1.seq());
+    let r2 = a.set_endpoint(ip(2, 72), 30304).unwrap();
+    assert_eq!(r2.seq(), r1.seq() + 1);
+    assert_eq!(a.local_record(), r2);
+    assert_eq!(r2.tcp_addr(), Some(SocketAddr::new(ip(2, 72), 30304)));
+    assert_eq!(a.local_enode().tcp_port, 30304);
+}
+
+#[tokio::test]
+async fn pings_beyond_the_per_ip_rate_are_dropped() {
+    let mut c = config(ip(2, 81), None);
+    c.rate_limit = RateLimit {
+        burst: 20.0,
+        per_sec: 5.0,
+    };
+    let a = Discv4::start(c).await.unwrap();
+    let to = a.local_addr();
+    let raw = Raw::bind(ip(2, 82)).await;
+    for _ in 0..100 {
+        raw.send(to, &raw.ping_msg(to, unix_now() + 20)).await;
+    }
+    let got = raw.recv_for(Duration::from_millis(500)).await;
+    let pongs = got
+        .iter()
+        .filter(|p| matches!(p.message, Message::Pong(_)))
+        .count();
+    // The burst, plus what refills while the pings are sent.
+    assert!((20..=25).contains(&pongs), "{pongs} pongs for 100 pings");
+    // Another source is not affected.
+    let other = Raw::bind(ip(2, 83)).await;
+    let (hash, got) = other.ping_and_collect(to, Duration::from_millis(300)).await;
+    assert!(got
+        .iter()
+        .any(|p| matches!(&p.message, Message::Pong(pong) if pong.ping_hash == hash)));
 }
