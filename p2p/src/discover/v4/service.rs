@@ -397,6 +397,19 @@ fn relayable(node_ip: IpAddr, to: IpAddr) -> bool {
     true
 }
 
+/// Whether a node named in a `Neighbors` packet from `sender_ip` is worth contacting:
+/// a dialable address the sender may tell us about (a public node cannot point us at our
+/// own loopback or LAN).
+fn usable_neighbor(n: &Neighbor, sender_ip: IpAddr) -> bool {
+    let ip = n.endpoint.ip;
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    n.endpoint.udp_port != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && !broadcast
+        && relayable(ip, sender_ip)
+}
+
 fn record_rlp(record: &NodeRecord) -> Vec<u8> {
     alloy_rlp::encode(record.as_enr())
 }
@@ -1082,7 +1095,7 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
                             if nodes.len() >= BUCKET_SIZE {
                                 break;
                             }
-                            if !nodes.iter().any(|m| m.id == n.id) {
+                            if usable_neighbor(&n, ip) && !nodes.iter().any(|m| m.id == n.id) {
                                 nodes.push(Node::from(n));
                             }
                         }
@@ -1281,4 +1294,89 @@ async fn lookup(inner: &Arc<Inner>, target: NodeId) -> Vec<Node> {
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neighbor(ip: &str, udp_port: u16) -> Neighbor {
+        Neighbor {
+            endpoint: Endpoint {
+                ip: ip.parse().unwrap(),
+                udp_port,
+                tcp_port: 0,
+            },
+            id: NodeKey::generate().id(),
+        }
+    }
+
+    #[test]
+    fn relay_rules() {
+        let public: IpAddr = "8.8.8.8".parse().unwrap();
+        let lan: IpAddr = "192.168.1.2".parse().unwrap();
+        let lo: IpAddr = "127.0.0.9".parse().unwrap();
+        // Loopback nodes only to loopback, LAN nodes only to LAN or loopback.
+        assert!(relayable("127.0.0.1".parse().unwrap(), lo));
+        assert!(!relayable("127.0.0.1".parse().unwrap(), lan));
+        assert!(!relayable("127.0.0.1".parse().unwrap(), public));
+        assert!(relayable("10.0.0.1".parse().unwrap(), lan));
+        assert!(relayable("10.0.0.1".parse().unwrap(), lo));
+        assert!(!relayable("10.0.0.1".parse().unwrap(), public));
+        assert!(relayable("1.2.3.4".parse().unwrap(), public));
+
+        assert!(usable_neighbor(&neighbor("1.2.3.4", 30303), public));
+        assert!(!usable_neighbor(&neighbor("127.0.0.1", 30303), public));
+        assert!(!usable_neighbor(&neighbor("1.2.3.4", 0), public));
+        assert!(!usable_neighbor(&neighbor("0.0.0.0", 30303), lo));
+        assert!(!usable_neighbor(&neighbor("224.0.0.1", 30303), lo));
+        assert!(!usable_neighbor(&neighbor("255.255.255.255", 30303), lo));
+    }
+
+    #[test]
+    fn bootnode_strings() {
+        let key = NodeKey::generate();
+        let enode = format!("enode://{}@127.0.0.5:30303?discport=30301", key.id());
+        let node = enode.parse::<Bootnode>().unwrap().node().unwrap();
+        assert_eq!(node.id, key.id());
+        assert_eq!(node.endpoint.udp_port, 30301);
+        assert_eq!(node.endpoint.tcp_port, 30303);
+        let spec = RecordSpec {
+            ip: Some("127.0.0.5".parse().unwrap()),
+            tcp_port: Some(30303),
+            udp_port: Some(30301),
+            capabilities: Vec::new(),
+        };
+        let text = NodeRecord::build(&key, 1, &spec).unwrap().to_text();
+        let node2 = text.parse::<Bootnode>().unwrap().node().unwrap();
+        assert_eq!(node2, node);
+        // A record without a UDP address is not a usable bootnode.
+        let no_udp = RecordSpec {
+            udp_port: None,
+            ip: None,
+            ..spec
+        };
+        let text = NodeRecord::build(&key, 1, &no_udp).unwrap().to_text();
+        assert!(text.parse::<Bootnode>().unwrap().node().is_err());
+        assert!("nonsense".parse::<Bootnode>().is_err());
+    }
+
+    #[test]
+    fn record_rlp_round_trips() {
+        let key = NodeKey::generate();
+        let spec = RecordSpec {
+            ip: Some("127.0.0.5".parse().unwrap()),
+            tcp_port: Some(1),
+            udp_port: Some(2),
+            capabilities: vec![Capability::new("x", 1)],
+        };
+        let record = NodeRecord::build(&key, 7, &spec).unwrap();
+        let bytes = record_rlp(&record);
+        assert_eq!(decode_record(&bytes).unwrap(), record);
+        let mut tampered = bytes.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(decode_record(&tampered).is_err());
+        assert!(decode_record(&[0xc0]).is_err());
+    }
 }
