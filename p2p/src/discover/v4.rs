@@ -15,9 +15,11 @@
 //!
 //! - [`service`]: the UDP service on top of both — socket I/O, request/reply matching,
 //!   endpoint proofs, table revalidation, iterative lookups, record fetches, and the
-//!   stream of candidate nodes ([`Discv4`]).
+//!   stream of candidate nodes ([`Discv4`]);
+//! - [`lookup`]: the iterative Kademlia lookup the service runs.
 //!
 //! `packet` and `table` are pure (no sockets; time is passed in by the caller).
+pub mod lookup;
 pub mod packet;
 pub mod service;
 pub mod table;

@@ -26,7 +26,7 @@
 //!   table, the bond table, the rate-limiter table, background tasks and the candidate
 //!   channel all have fixed capacities.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::str::FromStr;
@@ -42,23 +42,18 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn, Instrument};
 
+use super::lookup::lookup;
 use super::packet::{
     self, expiration_at, EncodeError, Endpoint, EnrRequest, EnrResponse, FindNode, Message,
     Neighbor, Neighbors, Ping, Pong, MAX_NEIGHBORS, MAX_PACKET_SIZE, PING_VERSION,
 };
-use super::table::{
-    keyspace_hash, AddOutcome, Node, Revalidation, Table, TableConfig, BUCKET_SIZE,
-};
+use super::table::{AddOutcome, Node, Revalidation, Table, TableConfig, BUCKET_SIZE};
 use crate::base::Capability;
 use crate::node::{Enode, NodeId, NodeKey};
 use crate::record::{NodeRecord, RecordError, RecordSpec};
 
-/// Lookup concurrency (Kademlia's alpha).
-pub const ALPHA: usize = 3;
 /// How long an endpoint proof lasts.
 pub const BOND_EXPIRATION: Duration = Duration::from_secs(12 * 60 * 60);
-/// Most `FindNode` requests one lookup sends, whatever the answers say.
-pub const MAX_LOOKUP_QUERIES: usize = 64;
 /// Nodes whose bonding state is remembered; the least recently touched is forgotten first.
 pub const MAX_BONDS: usize = 4096;
 /// Source IPs whose token buckets are remembered.
@@ -328,8 +323,8 @@ struct TokenBucket {
     last: Instant,
 }
 
-struct State {
-    table: Table,
+pub(super) struct State {
+    pub(super) table: Table,
     bonds: HashMap<NodeId, Bond>,
     pending: HashMap<u64, Pending>,
     limiter: HashMap<IpAddr, TokenBucket>,
@@ -337,12 +332,12 @@ struct State {
     endpoint: Endpoint,
 }
 
-struct Inner {
+pub(super) struct Inner {
     key: NodeKey,
-    id: NodeId,
+    pub(super) id: NodeId,
     socket: UdpSocket,
     config: Discv4Config,
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
     candidates_tx: mpsc::Sender<Candidate>,
     background: Arc<Semaphore>,
     counters: Counters,
@@ -372,7 +367,7 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+pub(super) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A panic while holding the lock cannot leave the state half-updated in a way that
     // matters more than stopping discovery would.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -734,7 +729,7 @@ impl Inner {
     }
 
     /// Adds a node that proved its endpoint; a new entry becomes a candidate.
-    fn verified(self: &Arc<Self>, node: Node) {
+    pub(super) fn verified(self: &Arc<Self>, node: Node) {
         let outcome = lock(&self.state).table.add_verified(node, Instant::now());
         trace!(id = %node.id, ?outcome, "verified node");
         if outcome != AddOutcome::Added {
@@ -853,7 +848,7 @@ async fn ensure_bond(inner: &Arc<Inner>, node: Node) -> Result<(), DiscoveryErro
 
 /// Asks `node` for its nodes closest to `target`; returns what arrived before the timeout
 /// (at most [`BUCKET_SIZE`]).
-async fn find_node(
+pub(super) async fn find_node(
     inner: &Arc<Inner>,
     node: Node,
     target: NodeId,
@@ -1220,80 +1215,6 @@ async fn refresh_loop(inner: Arc<Inner>) {
         tokio::time::sleep(inner.config.refresh_interval).await;
         lookup(&inner, NodeKey::generate().id()).await;
     }
-}
-
-fn xor_distance(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-    std::array::from_fn(|i| a[i] ^ b[i])
-}
-
-/// The iterative lookup: ask the [`ALPHA`] closest unasked nodes at a time, merge their
-/// answers into the [`BUCKET_SIZE`] closest known, until every one of those was asked.
-async fn lookup(inner: &Arc<Inner>, target: NodeId) -> Vec<Node> {
-    let span = tracing::debug_span!("lookup", target = %target);
-    async {
-        let target_hash = keyspace_hash(&target);
-        let dist = |n: &Node| xor_distance(&keyspace_hash(&n.id), &target_hash);
-        let mut closest: Vec<([u8; 32], Node)> = lock(&inner.state)
-            .table
-            .closest(&target, BUCKET_SIZE, false)
-            .into_iter()
-            .map(|n| (dist(&n), n))
-            .collect();
-        let mut seen: HashSet<NodeId> = closest.iter().map(|(_, n)| n.id).collect();
-        let mut asked: HashSet<NodeId> = HashSet::new();
-        let mut answered: HashSet<NodeId> = HashSet::new();
-        let mut inflight = FuturesUnordered::new();
-        let mut queries = 0;
-        loop {
-            while inflight.len() < ALPHA && queries < MAX_LOOKUP_QUERIES {
-                let Some((_, node)) = closest.iter().find(|(_, n)| !asked.contains(&n.id)) else {
-                    break;
-                };
-                let node = *node;
-                asked.insert(node.id);
-                queries += 1;
-                inflight.push(async move {
-                    // One retry: a single lost datagram should not drop a node from
-                    // the result.
-                    let result = match find_node(inner, node, target).await {
-                        Err(DiscoveryError::Timeout) => find_node(inner, node, target).await,
-                        other => other,
-                    };
-                    (node, result)
-                });
-            }
-            let Some((node, result)) = inflight.next().await else {
-                break;
-            };
-            match result {
-                Ok(found) => {
-                    answered.insert(node.id);
-                    inner.verified(node);
-                    for n in found {
-                        if n.id == inner.id || !seen.insert(n.id) || n.id.to_pubkey().is_none() {
-                            continue;
-                        }
-                        closest.push((dist(&n), n));
-                    }
-                    closest.sort_unstable_by_key(|(d, _)| *d);
-                    closest.truncate(BUCKET_SIZE);
-                }
-                Err(e) => {
-                    trace!(id = %node.id, error = %e, "lookup query failed");
-                    closest.retain(|(_, n)| n.id != node.id);
-                }
-            }
-        }
-        let result: Vec<Node> = closest
-            .into_iter()
-            .filter(|(_, n)| answered.contains(&n.id))
-            .map(|(_, n)| n)
-            .collect();
-        debug!(queries, found = result.len(), "lookup done");
-        result
-    }
-    .instrument(span)
-    .await
 }
 
 #[cfg(test)]
