@@ -11,8 +11,7 @@
 //! - [`packet`]: encoding (signing) and decoding (hash check, sender recovery) of the six
 //!   packets, with EIP-8's forward-compatibility rules and hostile-input limits;
 //! - [`table`]: the node table — 256 buckets by log-distance, replacement lists,
-//!   per-subnet limits, revalidation bookkeeping and closest-node lookup.
-//!
+//!   per-subnet limits, revalidation bookkeeping and closest-node lookup;
 //! - [`service`]: the UDP service on top of both — socket I/O, request/reply matching,
 //!   endpoint proofs, table revalidation, iterative lookups, record fetches, and the
 //!   stream of candidate nodes ([`Discv4`]);

@@ -368,8 +368,8 @@ fn unix_now() -> u64 {
 }
 
 pub(super) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A panic while holding the lock cannot leave the state half-updated in a way that
-    // matters more than stopping discovery would.
+    // Every update under this lock is small and self-contained, so a state poisoned by a
+    // panic elsewhere is still consistent enough to keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
