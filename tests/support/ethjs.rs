@@ -256,6 +256,36 @@ impl EthjsPeer {
         })
     }
 
+    /// Spawns `node <script> <args>` from the harness directory (e.g. `dpt.mjs`, the
+    /// discovery node), with the same JSON-lines protocol and lifetime as [`Self::spawn`].
+    pub async fn spawn_script(script: &str, args: &[&str]) -> io::Result<EthjsPeer> {
+        let dir = tokio::task::spawn_blocking(ensure_installed)
+            .await
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "node/npm not available"))?;
+        let mut child = Command::new("node")
+            .arg(script)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("child stdout not captured"))?;
+        Ok(EthjsPeer {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+            pending: VecDeque::new(),
+            eof: false,
+        })
+    }
+
     /// Next JSON event whose "event" equals `name`, with a timeout. Events of other kinds stay
     /// queued (bounded) for later calls, so the order of expectations need not match arrival.
     /// Panics on timeout or when the peer exits first, listing the unconsumed events.

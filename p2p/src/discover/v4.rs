@@ -11,11 +11,16 @@
 //! - [`packet`]: encoding (signing) and decoding (hash check, sender recovery) of the six
 //!   packets, with EIP-8's forward-compatibility rules and hostile-input limits;
 //! - [`table`]: the node table — 256 buckets by log-distance, replacement lists,
-//!   per-subnet limits, revalidation bookkeeping and closest-node lookup.
+//!   per-subnet limits, revalidation bookkeeping and closest-node lookup;
+//! - [`service`]: the UDP service on top of both — socket I/O, request/reply matching,
+//!   endpoint proofs, table revalidation, iterative lookups, record fetches, and the
+//!   stream of candidate nodes ([`Discv4`]);
+//! - [`lookup`]: the iterative Kademlia lookup the service runs.
 //!
-//! It does not (yet) provide the UDP service: socket I/O, request/reply matching,
-//! endpoint proofs (answering `FindNode` only for bonded nodes), iterative lookups, or
-//! ENR parsing (`ENRResponse` carries the record as raw RLP bytes). Both parts are pure:
-//! no sockets, and time is passed in by the caller.
+//! `packet` and `table` are pure (no sockets; time is passed in by the caller).
+pub mod lookup;
 pub mod packet;
+pub mod service;
 pub mod table;
+
+pub use service::{Bootnode, Candidate, Candidates, DiscoveryError, Discv4, Discv4Config};
