@@ -8,6 +8,9 @@
 //! braid enode from-enr ENR                 a record's enode, seq and capabilities
 //! braid rlpx ping ENODE [--legacy]         handshake, Hello, one ping, disconnect 0x08
 //! braid rlpx test ENODE [--run PATTERN]    the conformance suite (see README, "Tools")
+//! braid discv4 ping|resolve NODE           bond and ping; fetch the node's record
+//! braid discv4 crawl --bootnodes NODE…     walk the network, list what answers
+//! braid discv4 test NODE                   the discovery v4 conformance cases
 //! braid btc ping HOST:PORT [--network N]   bitcoin version handshake and a ping
 //! ```
 //!
@@ -16,6 +19,7 @@
 //! conformance run had failures.
 
 mod btc;
+mod discv4;
 mod enode;
 mod key;
 mod output;
@@ -140,26 +144,41 @@ enum RlpxCmd {
 
 #[derive(Subcommand)]
 enum Discv4Cmd {
-    /// Ping a node over discovery v4.
+    /// Bond with a node over discovery v4 and report the ping's round trip.
     Ping {
-        /// The node.
-        enode: String,
+        /// The node (`enode://…` or `enr:…`).
+        node: String,
+        /// How long to wait for the pong.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
     },
-    /// Find a node's current record.
+    /// Fetch a node's current record (EIP-868).
     Resolve {
-        /// The node.
-        enode: String,
+        /// The node (`enode://…` or `enr:…`).
+        node: String,
+        /// How long to wait for the record.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: Duration,
     },
-    /// Walk the network from bootnodes.
+    /// Walk the network from bootnodes with random lookups; list every node found.
     Crawl {
-        /// Where to start.
-        #[arg(long)]
+        /// Where to start (repeatable; `enode://…` or `enr:…`).
+        #[arg(long, required = true)]
         bootnodes: Vec<String>,
+        /// How long to crawl.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Also write the nodes to this JSON file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
-    /// Run discovery v4 conformance cases.
+    /// Run the discovery v4 conformance cases against a node.
     Test {
-        /// The node under test.
-        enode: String,
+        /// The node under test (`enode://…` or `enr:…`).
+        node: String,
+        /// How long each case waits for replies.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        wait: Duration,
     },
 }
 
@@ -313,8 +332,30 @@ async fn run(command: Command, out: Out) -> ExitCode {
             Ok(_) => Ok(ExitCode::from(3)),
             Err(e) => Err(format!("cannot reach the node under test: {e}")),
         },
-        Command::Discv4(_) => {
-            Err("discv4 commands need braid's discovery v4 service, which is not built yet".into())
+        Command::Discv4(Discv4Cmd::Ping { node, timeout }) => discv4::ping(&node, timeout, out)
+            .await
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
+        Command::Discv4(Discv4Cmd::Resolve { node, timeout }) => {
+            discv4::resolve(&node, timeout, out)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| e.to_string())
+        }
+        Command::Discv4(Discv4Cmd::Crawl {
+            bootnodes,
+            timeout,
+            out: file,
+        }) => discv4::crawl(&bootnodes, timeout, file.as_deref(), out)
+            .await
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
+        Command::Discv4(Discv4Cmd::Test { node, wait }) => {
+            match discv4::test(&node, wait, out).await {
+                Ok(0) => Ok(ExitCode::SUCCESS),
+                Ok(_) => Ok(ExitCode::from(3)),
+                Err(e) => Err(e.to_string()),
+            }
         }
         Command::Btc(BtcCmd::Ping {
             addr,

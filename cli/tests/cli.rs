@@ -350,3 +350,77 @@ async fn btc_ping_against_a_native_peer() {
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     serve.await.unwrap();
 }
+
+/// A discv4 node on 127.0.0.1 with one other node in its table.
+async fn discv4_pair() -> (p2p::discover::v4::Discv4, p2p::discover::v4::Discv4) {
+    use p2p::discover::v4::{Bootnode, Discv4, Discv4Config};
+    let a = Discv4::start(Discv4Config::new(
+        NodeKey::generate(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut cfg = Discv4Config::new(NodeKey::generate(), "127.0.0.1:0".parse().unwrap());
+    cfg.bootnodes = vec![Bootnode::Enode(a.local_enode())];
+    let b = Discv4::start(cfg).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.table_len() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(a.table_len() > 0, "the pair did not bond");
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discv4_ping_resolve_crawl_and_test_against_braid() {
+    let (a, b) = discv4_pair().await;
+    let target = a.local_enode().to_string();
+
+    let out = braid(&["--json", "discv4", "ping", &target]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(json_lines(&out)[0]["rtt_ms"].as_f64().unwrap() > 0.0);
+
+    let out = braid(&["--json", "discv4", "resolve", &target]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["enr"].as_str().unwrap(), a.local_record().to_text());
+
+    let out = braid(&[
+        "--json",
+        "discv4",
+        "crawl",
+        "--bootnodes",
+        &target,
+        "--timeout",
+        "3s",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found: Vec<String> = json_lines(&out)[0]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(found.contains(&a.local_id().to_string()), "{found:?}");
+    assert!(
+        found.contains(&b.local_id().to_string()),
+        "crawl found b through a: {found:?}"
+    );
+
+    let out = braid(&["--json", "discv4", "test", &target]).await;
+    let results = json_lines(&out);
+    assert_eq!(results.len(), 8, "{results:#?}");
+    for r in &results {
+        assert_eq!(r["verdict"], "pass", "{r}");
+    }
+    assert_eq!(out.status.code(), Some(0));
+
+    // Nobody there: one line, exit 1.
+    let gone = format!("enode://{}@127.0.0.1:9", NodeKey::generate().id());
+    let out = braid(&["discv4", "ping", &gone, "--timeout", "1s"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    a.shutdown().await;
+    b.shutdown().await;
+}

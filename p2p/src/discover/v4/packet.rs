@@ -569,15 +569,25 @@ fn decode_body(kind: PacketKind, data: &[u8]) -> Result<Message, DecodeError> {
 /// Encodes and signs `message` with `key`. Returns the datagram and its hash (which the
 /// recipient's reply quotes back).
 pub fn encode(message: &Message, key: &SecretKey) -> Result<(Vec<u8>, [u8; 32]), EncodeError> {
-    let body = encode_body(message)?;
+    seal(message.kind() as u8, &encode_body(message)?, key)
+}
+
+/// Hashes and signs a packet of any type byte and body, as [`encode`] does for the known
+/// types. For conformance tools that must send what a node never would (an unknown
+/// type, a hand-made body); a node has no other use for it.
+pub fn seal(
+    packet_type: u8,
+    body: &[u8],
+    key: &SecretKey,
+) -> Result<(Vec<u8>, [u8; 32]), EncodeError> {
     let len = HEADER_SIZE + 1 + body.len();
     if len > MAX_PACKET_SIZE {
         return Err(EncodeError::TooLarge(len));
     }
     let mut out = vec![0u8; HEADER_SIZE];
     out.reserve_exact(1 + body.len());
-    out.push(message.kind() as u8);
-    out.extend_from_slice(&body);
+    out.push(packet_type);
+    out.extend_from_slice(body);
 
     let digest = keccak256(&out[HEADER_SIZE..]);
     let sig = SECP256K1.sign_ecdsa_recoverable(&SecpMessage::from_digest(digest), key);
