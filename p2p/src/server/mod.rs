@@ -11,195 +11,34 @@
 //! peers are exempt, and the node id that makes a peer trusted is known only once the
 //! encryption handshake has proved it.
 
+mod admission;
 mod config;
+mod dial;
+mod error;
+mod events;
+mod lifecycle;
 mod limits;
+mod listen;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, info_span, Instrument};
 
-use crate::base::{DisconnectReason, Hello, BASE_PROTOCOL_VERSION};
-use crate::conn::{Conn, ConnError};
 use crate::node::{Enode, NodeId};
-use crate::peer::{
-    CloseReason, Direction, MessageEvent, Peer, PeerError, PeerInfo, PeerSnapshot, ProtocolTraffic,
-};
-use crate::session::{exchange_hello, send_disconnect, SessionError};
+use crate::peer::{Direction, MessageEvent, Peer, PeerSnapshot, ProtocolTraffic};
 
+use admission::{Admission, Limits};
 pub use config::ServerConfig;
-use limits::{InboundThrottle, Netgroup, SubnetCap};
+pub use error::ServerError;
+pub use events::{NodeInfo, PeerEvent};
+use limits::{InboundThrottle, SubnetCap};
 pub use limits::{IpNet, IpNetError};
-
-/// Errors of the server and of single connection attempts.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Binding the listener failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// TCP connect failed or timed out.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The address is not on the allow-list.
-    #[error("{0} is not on the allow-list")]
-    NotAllowed(std::net::IpAddr),
-    /// The enode cannot be dialed (port 0, unspecified or multicast address).
-    #[error("cannot dial: {0}")]
-    NotDialable(#[from] crate::node::EnodeError),
-    /// The encryption handshake failed.
-    #[error(transparent)]
-    Conn(#[from] ConnError),
-    /// The Hello exchange failed.
-    #[error(transparent)]
-    Session(#[from] SessionError),
-    /// The admission checkpoint refused the connection (the reason was sent).
-    #[error("connection refused: {0}")]
-    Refused(DisconnectReason),
-    /// No shared capability (useless peer was sent).
-    #[error(transparent)]
-    Peer(#[from] PeerError),
-    /// The server is shutting down.
-    #[error("server is shutting down")]
-    ShuttingDown,
-}
-
-impl ServerError {
-    /// A short, stable name for this kind of failure (a metrics label, a log field):
-    /// `connect`, `handshake`, `hello`, the refusal's reason (`too_many_peers`…), etc.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ServerError::Listen { .. } => "listen",
-            ServerError::Connect { .. } => "connect",
-            ServerError::NotAllowed(_) => "not_allowed",
-            ServerError::NotDialable(_) => "not_dialable",
-            ServerError::Conn(_) => "handshake",
-            ServerError::Session(SessionError::RemoteDisconnect(r)) => {
-                crate::metrics::reason_label(*r)
-            }
-            ServerError::Session(_) => "hello",
-            ServerError::Refused(r) => crate::metrics::reason_label(*r),
-            ServerError::Peer(_) => "useless_peer",
-            ServerError::ShuttingDown => "shutting_down",
-        }
-    }
-}
-
-/// What happened to a peer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum PeerEvent {
-    /// A peer was admitted and its protocols started.
-    Added {
-        /// Node id (hex).
-        id: String,
-        /// Remote address.
-        addr: Option<SocketAddr>,
-        /// Who dialed.
-        direction: Direction,
-        /// Protocols running ("name/version").
-        protocols: Vec<String>,
-    },
-    /// A peer ended.
-    Dropped {
-        /// Node id (hex).
-        id: String,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// A message was sent or received (only when message events are enabled).
-    Message(MessageEvent),
-}
-
-/// A serializable description of this node (go-ethereum's NodeInfo).
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeInfo {
-    /// Node id (hex).
-    pub id: String,
-    /// Client id.
-    pub client_id: String,
-    /// Enode URL, when listening.
-    pub enode: Option<String>,
-    /// Bound address, when listening.
-    pub listen_addr: Option<SocketAddr>,
-    /// Peers connected now.
-    pub peers: usize,
-    /// Each protocol's node-info hook ("name/version" → value).
-    pub protocols: std::collections::BTreeMap<String, serde_json::Value>,
-}
-
-enum Slot {
-    /// Its Hello proved the key; the peer is starting. Holds the network group it counts
-    /// toward (inbound, not exempt).
-    Claimed(Direction, Option<Netgroup>),
-    Active(Peer),
-}
-
-impl Slot {
-    fn direction(&self) -> Direction {
-        match self {
-            Slot::Claimed(d, _) => *d,
-            Slot::Active(p) => p.direction(),
-        }
-    }
-}
-
-/// A connection past the checkpoint whose Hello has not arrived yet. It counts toward the
-/// peer limits but does not hold its node id: until a Hello frame passes its MAC the key
-/// is unproven (an auth can be replayed), so only [`Slot`]s decide "already connected".
-struct PendingConn {
-    direction: Direction,
-    trusted: bool,
-    /// The network group this connection counts toward under the subnet cap.
-    group: Option<Netgroup>,
-}
-
-struct State {
-    peers: HashMap<NodeId, Slot>,
-    pending: HashMap<u64, PendingConn>,
-    next_conn: u64,
-    trusted: HashSet<NodeId>,
-    statics: HashMap<NodeId, CancellationToken>,
-    throttle: InboundThrottle,
-}
-
-impl State {
-    /// The network groups of the connections counted under the subnet cap: pending and
-    /// claimed ones carry theirs; running peers are counted when inbound, not trusted at
-    /// admission, and not exempt.
-    fn inbound_groups(&self, cap: SubnetCap) -> impl Iterator<Item = Netgroup> + '_ {
-        let pending = self.pending.values().filter_map(|p| p.group);
-        let peers = self.peers.values().filter_map(move |slot| match slot {
-            Slot::Claimed(_, group) => *group,
-            Slot::Active(p) if p.direction() == Direction::Inbound && !p.is_trusted() => {
-                cap.group(p.remote_addr()?.ip())
-            }
-            Slot::Active(_) => None,
-        });
-        pending.chain(peers)
-    }
-
-    /// Whether some connection is between its claim and becoming a running peer.
-    fn has_claimed(&self) -> bool {
-        self.peers.values().any(|s| matches!(s, Slot::Claimed(..)))
-    }
-}
 
 /// Sources the inbound throttle remembers at most (oldest forgotten first).
 const THROTTLE_CAPACITY: usize = 4096;
@@ -208,7 +47,12 @@ struct Inner {
     config: ServerConfig,
     id: NodeId,
     local_addr: Option<SocketAddr>,
-    state: Mutex<State>,
+    /// Who is connected, pending or trusted; the limits they are admitted under.
+    admission: Mutex<Admission<Peer>>,
+    /// Static peers being kept up, each with the token that stops its loop.
+    statics: Mutex<HashMap<NodeId, CancellationToken>>,
+    /// Recent inbound sources, to refuse one reconnecting too fast.
+    throttle: Mutex<InboundThrottle>,
     events: broadcast::Sender<PeerEvent>,
     msg_events: Option<broadcast::Sender<MessageEvent>>,
     pending: Arc<Semaphore>,
@@ -254,22 +98,30 @@ impl Server {
             let (tx, _) = broadcast::channel(config.event_capacity.max(1));
             tx
         });
+        let id = NodeId::from_secret(&config.key);
+        let limits = Limits {
+            max_peers: config.max_peers,
+            max_inbound: config.max_inbound(),
+            subnet: SubnetCap {
+                max: config.max_inbound_per_subnet,
+                exempt_loopback: config.exempt_loopback,
+            },
+        };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
             metrics: metrics_for(weak.clone()),
-            id: NodeId::from_secret(&config.key),
+            id,
             local_addr,
-            state: Mutex::new(State {
-                peers: HashMap::new(),
-                pending: HashMap::new(),
-                next_conn: 0,
-                trusted: config.trusted_peers.iter().copied().collect(),
-                statics: HashMap::new(),
-                throttle: InboundThrottle::new(
-                    config.inbound_throttle,
-                    THROTTLE_CAPACITY,
-                    config.exempt_loopback,
-                ),
-            }),
+            admission: Mutex::new(Admission::new(
+                id,
+                limits,
+                config.trusted_peers.iter().copied(),
+            )),
+            statics: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(InboundThrottle::new(
+                config.inbound_throttle,
+                THROTTLE_CAPACITY,
+                config.exempt_loopback,
+            )),
             events,
             msg_events,
             pending: Arc::new(Semaphore::new(config.max_pending.max(1))),
@@ -344,14 +196,7 @@ impl Server {
 
     /// The peers running now.
     pub fn peers(&self) -> Vec<Peer> {
-        lock(&self.inner.state)
-            .peers
-            .values()
-            .filter_map(|s| match s {
-                Slot::Active(p) => Some(p.clone()),
-                Slot::Claimed(..) => None,
-            })
-            .collect()
+        lock(&self.inner.admission).peers().cloned().collect()
     }
 
     /// How many peers are running.
@@ -361,10 +206,7 @@ impl Server {
 
     /// One peer by id.
     pub fn peer(&self, id: &NodeId) -> Option<Peer> {
-        match lock(&self.inner.state).peers.get(id) {
-            Some(Slot::Active(p)) => Some(p.clone()),
-            _ => None,
-        }
+        lock(&self.inner.admission).peer(id).cloned()
     }
 
     /// A serializable description of this node.
@@ -440,480 +282,21 @@ impl Server {
 
     /// Mark a node as trusted (admitted past every limit).
     pub fn add_trusted(&self, id: NodeId) {
-        lock(&self.inner.state).trusted.insert(id);
+        lock(&self.inner.admission).add_trusted(id);
     }
 
     /// Remove a node from the trusted set.
     pub fn remove_trusted(&self, id: &NodeId) {
-        lock(&self.inner.state).trusted.remove(id);
+        lock(&self.inner.admission).remove_trusted(id);
     }
 
-    /// Keep a connection to `enode` up: dial it now and again whenever it drops, with
-    /// exponential backoff between failed attempts.
-    pub fn add_static(&self, enode: Enode) {
-        let token = self.inner.shutdown.child_token();
-        {
-            let mut state = lock(&self.inner.state);
-            if state.statics.contains_key(&enode.id) {
-                return;
-            }
-            state.statics.insert(enode.id, token.clone());
-        }
-        let s = self.clone();
-        let span = info_span!("static", peer = %hex::encode(&enode.id.0[..8]));
-        self.spawn(async move { s.static_loop(enode, token).await }.instrument(span));
-    }
-
-    /// Stop redialing a static peer (an existing connection stays up).
-    pub fn remove_static(&self, id: &NodeId) {
-        if let Some(token) = lock(&self.inner.state).statics.remove(id) {
-            token.cancel();
-        }
-    }
-
-    async fn static_loop(&self, enode: Enode, stop: CancellationToken) {
-        let cfg = &self.inner.config;
-        let mut backoff = cfg.static_backoff_min;
-        loop {
-            let connected = self.peer(&enode.id);
-            let wait = match connected {
-                Some(peer) => {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = peer.closed() => {}
-                    }
-                    backoff = cfg.static_backoff_min;
-                    backoff
-                }
-                None => match self.dial(&enode).await {
-                    Ok(_) => {
-                        backoff = cfg.static_backoff_min;
-                        continue;
-                    }
-                    Err(ServerError::ShuttingDown) => return,
-                    Err(e @ ServerError::NotDialable(_)) => {
-                        warn!(error = %e, "static peer can never be dialed; giving up on it");
-                        return;
-                    }
-                    Err(ServerError::Refused(DisconnectReason::AlreadyConnected)) => backoff,
-                    Err(e) => {
-                        debug!(error = %e, ?backoff, "static dial failed");
-                        let wait = backoff;
-                        backoff = (backoff * 2).min(cfg.static_backoff_max);
-                        wait
-                    }
-                },
-            };
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-
-    /// Dial `enode` once and run it as a peer.
-    pub async fn dial(&self, enode: &Enode) -> Result<Peer, ServerError> {
-        let started = Instant::now();
-        self.inner.metrics.dial_started();
-        let result = self.dial_once(enode).await;
-        match &result {
-            Ok(_) => self
-                .inner
-                .metrics
-                .handshake_done(Direction::Outbound, started.elapsed()),
-            Err(e) => self.inner.metrics.dial_failed(e.kind()),
-        }
-        result
-    }
-
-    async fn dial_once(&self, enode: &Enode) -> Result<Peer, ServerError> {
-        if self.inner.shutdown.is_cancelled() {
-            return Err(ServerError::ShuttingDown);
-        }
-        enode.check_dialable()?;
-        let addr = enode.socket_addr();
-        self.check_allowed(addr.ip())?;
-        let cfg = &self.inner.config;
-        let stream = match tokio::time::timeout(cfg.dial_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(ServerError::Connect { addr, source }),
-            Err(_) => {
-                let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
-                return Err(ServerError::Connect { addr, source });
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = Conn::initiate(stream, &cfg.key, &enode.id, cfg.handshake_timeout).await?;
-        self.setup(conn, Some(addr), Direction::Outbound).await
-    }
-
+    /// Whether `ip` is on the allow-list (when there is one).
     fn check_allowed(&self, ip: std::net::IpAddr) -> Result<(), ServerError> {
         match &self.inner.config.allow_list {
             Some(list) if !list.iter().any(|net| net.contains(ip)) => {
                 Err(ServerError::NotAllowed(ip))
             }
             _ => Ok(()),
-        }
-    }
-
-    async fn accept_loop(self, listener: TcpListener) {
-        loop {
-            // Bound the handshakes in flight: wait for a slot before accepting more.
-            let permit = tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return,
-                p = self.inner.pending.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
-            let (stream, addr) = tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            if let Err(e) = self.check_allowed(addr.ip()) {
-                debug!(%addr, error = %e, "refusing inbound connection");
-                continue;
-            }
-            if !lock(&self.inner.state)
-                .throttle
-                .admit(addr.ip(), Instant::now())
-            {
-                debug!(%addr, "refusing inbound connection: throttled");
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            let s = self.clone();
-            let span = info_span!("inbound", %addr);
-            self.spawn(
-                async move {
-                    let cfg = &s.inner.config;
-                    let started = Instant::now();
-                    // Shutdown does not wait out a handshake in progress.
-                    let accepted = tokio::select! {
-                        _ = s.inner.shutdown.cancelled() => return,
-                        r = Conn::accept(stream, &cfg.key, cfg.handshake_timeout) => r,
-                    };
-                    let conn = match accepted {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            debug!(error = %e, "inbound handshake failed");
-                            return;
-                        }
-                    };
-                    drop(permit);
-                    match s.setup(conn, Some(addr), Direction::Inbound).await {
-                        Ok(_) => s
-                            .inner
-                            .metrics
-                            .handshake_done(Direction::Inbound, started.elapsed()),
-                        Err(e) => debug!(error = %e, "inbound peer refused"),
-                    }
-                }
-                .instrument(span),
-            );
-        }
-    }
-
-    /// The admission checkpoint, right after the encryption handshake: count the connection
-    /// toward the limits or say why not. Returns the pending connection's ticket and whether
-    /// the remote is trusted.
-    fn checkpoint(
-        &self,
-        id: NodeId,
-        direction: Direction,
-        addr: Option<SocketAddr>,
-    ) -> Result<(u64, bool), DisconnectReason> {
-        if id == self.inner.id {
-            return Err(DisconnectReason::ConnectedToSelf);
-        }
-        let cfg = &self.inner.config;
-        let mut state = lock(&self.inner.state);
-        if self.inner.shutdown.is_cancelled() {
-            return Err(DisconnectReason::ClientQuitting);
-        }
-        if state.peers.contains_key(&id) {
-            return Err(DisconnectReason::AlreadyConnected);
-        }
-        let trusted = state.trusted.contains(&id);
-        if !trusted {
-            let count = |d: Option<Direction>| {
-                let slots = state
-                    .peers
-                    .iter()
-                    .filter(|(pid, slot)| {
-                        !state.trusted.contains(pid) && d.is_none_or(|d| slot.direction() == d)
-                    })
-                    .count();
-                let pending = state
-                    .pending
-                    .values()
-                    .filter(|p| !p.trusted && d.is_none_or(|d| p.direction == d))
-                    .count();
-                slots + pending
-            };
-            if count(None) >= cfg.max_peers {
-                return Err(DisconnectReason::TooManyPeers);
-            }
-            if direction == Direction::Inbound
-                && count(Some(Direction::Inbound)) >= cfg.max_inbound()
-            {
-                return Err(DisconnectReason::TooManyPeers);
-            }
-        }
-        let group = self.inbound_group(direction, trusted, addr);
-        if let Some(group) = group {
-            if !self
-                .subnet_cap()
-                .admits(group, state.inbound_groups(self.subnet_cap()))
-            {
-                debug!(?addr, "refusing inbound peer: too many from its subnet");
-                return Err(DisconnectReason::TooManyPeers);
-            }
-        }
-        let ticket = state.next_conn;
-        state.next_conn += 1;
-        state.pending.insert(
-            ticket,
-            PendingConn {
-                direction,
-                trusted,
-                group,
-            },
-        );
-        Ok((ticket, trusted))
-    }
-
-    /// After a valid Hello: turn the pending connection into the owner of `id`, unless
-    /// another connection of the same node got there first.
-    fn claim(&self, ticket: u64, id: NodeId, direction: Direction) -> Result<(), DisconnectReason> {
-        let mut state = lock(&self.inner.state);
-        let group = state.pending.remove(&ticket).and_then(|p| p.group);
-        if self.inner.shutdown.is_cancelled() {
-            return Err(DisconnectReason::ClientQuitting);
-        }
-        if state.peers.contains_key(&id) {
-            return Err(DisconnectReason::AlreadyConnected);
-        }
-        state.peers.insert(id, Slot::Claimed(direction, group));
-        Ok(())
-    }
-
-    fn subnet_cap(&self) -> SubnetCap {
-        SubnetCap {
-            max: self.inner.config.max_inbound_per_subnet,
-            exempt_loopback: self.inner.config.exempt_loopback,
-        }
-    }
-
-    /// The network group a connection counts toward under the subnet cap: inbound,
-    /// untrusted and not exempt ones only.
-    fn inbound_group(
-        &self,
-        direction: Direction,
-        trusted: bool,
-        addr: Option<SocketAddr>,
-    ) -> Option<Netgroup> {
-        if direction != Direction::Inbound || trusted {
-            return None;
-        }
-        self.subnet_cap().group(addr?.ip())
-    }
-
-    /// Forget a connection that failed before becoming a peer.
-    fn release(&self, ticket: u64, id: &NodeId) {
-        let mut state = lock(&self.inner.state);
-        state.pending.remove(&ticket);
-        if matches!(state.peers.get(id), Some(Slot::Claimed(..))) {
-            state.peers.remove(id);
-        }
-    }
-
-    async fn setup(
-        &self,
-        mut conn: Conn,
-        addr: Option<SocketAddr>,
-        direction: Direction,
-    ) -> Result<Peer, ServerError> {
-        let id = conn.remote_id;
-        let (ticket, trusted) = match self.checkpoint(id, direction, addr) {
-            Ok(admitted) => admitted,
-            Err(reason) => {
-                // Refused before the protocol handshake: a Disconnect instead of a Hello.
-                send_disconnect(&mut conn.writer, reason).await;
-                let _ = conn.writer.shutdown().await;
-                return Err(refused(reason));
-            }
-        };
-        // Released on failure and also when the caller drops this future mid-setup (a dial
-        // abandoned during the Hello), so an abandoned attempt never keeps its slot.
-        let mut held = HeldTicket {
-            server: self,
-            ticket,
-            id,
-            armed: true,
-        };
-        let result = self.run_peer(conn, ticket, addr, direction, trusted).await;
-        held.armed = result.is_err();
-        result
-    }
-
-    async fn run_peer(
-        &self,
-        mut conn: Conn,
-        ticket: u64,
-        addr: Option<SocketAddr>,
-        direction: Direction,
-        trusted: bool,
-    ) -> Result<Peer, ServerError> {
-        let cfg = &self.inner.config;
-        let ours = Hello {
-            protocol_version: BASE_PROTOCOL_VERSION,
-            client_id: cfg.client_id.clone(),
-            capabilities: cfg.protocols.iter().map(|p| p.capability()).collect(),
-            listen_port: cfg
-                .announce_port
-                .or(self.inner.local_addr.map(|a| a.port()))
-                .unwrap_or(0),
-            id: self.inner.id.0.to_vec(),
-        };
-        // Shutdown does not wait out a Hello in progress.
-        let theirs = tokio::select! {
-            _ = self.inner.shutdown.cancelled() => return Err(ServerError::ShuttingDown),
-            r = exchange_hello(&mut conn, &ours, cfg.hello_timeout) => r?,
-        };
-        if let Err(reason) = self.claim(ticket, conn.remote_id, direction) {
-            send_disconnect(&mut conn.writer, reason).await;
-            let _ = conn.writer.shutdown().await;
-            return Err(refused(reason));
-        }
-        let info = PeerInfo {
-            id: conn.remote_id,
-            remote_addr: addr,
-            direction,
-            trusted,
-        };
-        let peer = Peer::start(
-            conn,
-            theirs,
-            &cfg.protocols,
-            info,
-            self.peer_config(),
-            self.inner.msg_events.clone(),
-        )
-        .await?;
-        {
-            let mut state = lock(&self.inner.state);
-            state.peers.insert(peer.id(), Slot::Active(peer.clone()));
-            // Shutdown cancels, then snapshots the peers under this lock: a peer that
-            // becomes active after the snapshot sees the cancellation here and ends itself.
-            if self.inner.shutdown.is_cancelled() {
-                peer.disconnect(DisconnectReason::ClientQuitting);
-            }
-        }
-        let _ = self.inner.events.send(PeerEvent::Added {
-            id: peer.id().to_string(),
-            addr,
-            direction,
-            protocols: peer
-                .protocols()
-                .iter()
-                .map(|c| format!("{}/{}", c.name, c.version))
-                .collect(),
-        });
-        info!(peer = %hex::encode(&peer.id().0[..8]), ?addr, ?direction, client = peer.client_id(), "peer added");
-        let s = self.clone();
-        let watched = peer.clone();
-        self.spawn(async move {
-            let reason = watched.closed().await;
-            s.inner.metrics.peer_ended(reason.reason, reason.remote);
-            merge_into(&mut lock(&s.inner.finished_traffic), &watched.traffic());
-            {
-                let mut state = lock(&s.inner.state);
-                // Only remove our own entry: a newer connection may have taken the id.
-                if matches!(state.peers.get(&watched.id()), Some(Slot::Active(p)) if p.same(&watched)) {
-                    state.peers.remove(&watched.id());
-                }
-            }
-            info!(peer = %hex::encode(&watched.id().0[..8]), %reason, "peer dropped");
-            let _ = s.inner.events.send(PeerEvent::Dropped {
-                id: watched.id().to_string(),
-                reason,
-            });
-        });
-        Ok(peer)
-    }
-
-    /// Stop: close the listener, stop dialing, send every peer "client quitting" (0x08) and
-    /// wait (bounded) until every task the server started has ended, including peers that
-    /// became active while shutdown ran and the tasks they spawned.
-    pub async fn shutdown(&self) {
-        self.inner.shutdown.cancel();
-        let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
-        let deadline = tokio::time::Instant::now() + grace;
-        // No connection can be claimed any more; let those already claimed become peers
-        // (only the bounded useless-peer Disconnect can lie between the two) so the
-        // snapshot below holds them.
-        while lock(&self.inner.state).has_claimed() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let peers = self.peers();
-        for peer in &peers {
-            peer.disconnect(DisconnectReason::ClientQuitting);
-        }
-        for peer in &peers {
-            if tokio::time::timeout_at(deadline, peer.closed())
-                .await
-                .is_err()
-            {
-                warn!(peer = ?peer.id(), "peer did not close in time");
-            }
-        }
-        // Tasks may still be spawned while we wait (a peer's watcher), so drain until
-        // the set stays empty; past the deadline, abort what is left.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        loop {
-            let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
-            if tasks.is_empty() {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await
-            .is_err()
-            {
-                warn!(
-                    left = tasks.len(),
-                    "server tasks did not end in time; aborting them"
-                );
-                tasks.shutdown().await;
-            }
-        }
-        info!("server stopped");
-    }
-}
-
-/// A connection's place in the limits between the checkpoint and becoming a running peer;
-/// released on drop unless disarmed.
-struct HeldTicket<'a> {
-    server: &'a Server,
-    ticket: u64,
-    id: NodeId,
-    armed: bool,
-}
-
-impl Drop for HeldTicket<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.server.release(self.ticket, &self.id);
         }
     }
 }
@@ -938,14 +321,6 @@ fn metrics_for(inner: std::sync::Weak<Inner>) -> crate::metrics::NodeMetrics {
             budget_limit: server.inner.budget.limit(),
         })
     })
-}
-
-fn refused(reason: DisconnectReason) -> ServerError {
-    if reason == DisconnectReason::ClientQuitting {
-        ServerError::ShuttingDown
-    } else {
-        ServerError::Refused(reason)
-    }
 }
 
 fn merge_into(totals: &mut Vec<ProtocolTraffic>, traffic: &[ProtocolTraffic]) {

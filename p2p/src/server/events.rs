@@ -1,0 +1,50 @@
+//! What the server tells its users: peer events and a description of the node.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::peer::{CloseReason, Direction, MessageEvent};
+
+/// What happened to a peer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PeerEvent {
+    /// A peer was admitted and its protocols started.
+    Added {
+        /// Node id (hex).
+        id: String,
+        /// Remote address.
+        addr: Option<SocketAddr>,
+        /// Who dialed.
+        direction: Direction,
+        /// Protocols running ("name/version").
+        protocols: Vec<String>,
+    },
+    /// A peer ended.
+    Dropped {
+        /// Node id (hex).
+        id: String,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A message was sent or received (only when message events are enabled).
+    Message(MessageEvent),
+}
+
+/// A serializable description of this node (go-ethereum's NodeInfo).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    /// Node id (hex).
+    pub id: String,
+    /// Client id.
+    pub client_id: String,
+    /// Enode URL, when listening.
+    pub enode: Option<String>,
+    /// Bound address, when listening.
+    pub listen_addr: Option<SocketAddr>,
+    /// Peers connected now.
+    pub peers: usize,
+    /// Each protocol's node-info hook ("name/version" → value).
+    pub protocols: std::collections::BTreeMap<String, serde_json::Value>,
+}
