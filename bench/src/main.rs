@@ -23,6 +23,7 @@
 //!   per peer.
 
 mod gethlike;
+mod idle;
 mod lp2p;
 
 use std::net::SocketAddr;
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
     // Internal roles for the two-process concurrent-peer test.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--role-hub") {
-        return run_hub();
+        return run_hub(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("--role-dialer") {
         return run_dialer(&args[2..]);
@@ -290,11 +291,23 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         ratios(&|f, s| f.connects[s].rate)
     );
     if plan.peers > 0 {
-        eprintln!("  {} idle peers…", plan.peers);
-        let per_peer = concurrent_peers(plan.peers).await?;
+        // One pass only: memory does not vary with load the way rates do.
+        let mut kib = [0.0; 4];
+        for (i, stack) in IDLE_STACKS.iter().enumerate() {
+            eprintln!("  {} idle peers over {stack}…", plan.peers);
+            kib[i] = concurrent_peers(stack, plan.peers).await?;
+        }
         println!(
-            "| idle peers, two processes (hub RSS) | {} peers: {:.1} KiB/peer | - | - | - | - | - | - | <= 40 KiB/peer |",
-            plan.peers, per_peer
+            "| {} idle peers, two processes (hub RSS, KiB/peer) | {} | {} | <= 40 KiB/peer |",
+            plan.peers,
+            kib.iter()
+                .map(|k| format!("{k:.1}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            (1..4)
+                .map(|b| format!("{:.2}x", kib[0] / kib[b]))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
     println!();
@@ -668,15 +681,16 @@ async fn read_line(
     Ok(line.trim().to_string())
 }
 
-async fn concurrent_peers(n: usize) -> Result<f64, BoxError> {
-    let mut hub = spawn_role("--role-hub", &[])?;
+/// Hub RSS growth per connection, with `n` idle connections of `stack` from a second process.
+async fn concurrent_peers(stack: &str, n: usize) -> Result<f64, BoxError> {
+    let mut hub = spawn_role("--role-hub", &[stack.to_string()])?;
     let hub_pid = hub.id().ok_or("hub pid")?;
     let mut hub_out = tokio::io::BufReader::new(hub.stdout.take().ok_or("hub stdout")?);
     let enode = read_line(&mut hub_out).await?;
     // Let the hub settle, then take its baseline.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(hub_pid).ok_or("cannot read hub RSS")?;
-    let mut dialer = spawn_role("--role-dialer", &[enode, n.to_string()])?;
+    let mut dialer = spawn_role("--role-dialer", &[stack.to_string(), enode, n.to_string()])?;
     let mut dialer_out = tokio::io::BufReader::new(dialer.stdout.take().ok_or("dialer stdout")?);
     let status = read_line(&mut dialer_out).await?;
     if status != "connected" {
@@ -715,12 +729,25 @@ async fn wait_for_parent() {
     .await;
 }
 
-fn run_hub() -> ExitCode {
+/// The stack names the idle-peer roles take, indexed like [`STACKS`].
+const IDLE_STACKS: [&str; 4] = ["braid", "raw", "geth-like", "libp2p"];
+
+fn run_hub(args: &[String]) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
+    let stack = args.first().map(String::as_str).unwrap_or("braid");
+    if stack != "braid" {
+        return match rt.block_on(idle::hub(stack)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     rt.block_on(async {
         let mut cfg = config(idle_protocol());
         cfg.peer = idle_config();
@@ -743,6 +770,29 @@ fn run_dialer(args: &[String]) -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
+    let stack = args.first().map(String::as_str).unwrap_or("braid");
+    let args = &args[1.min(args.len())..];
+    if stack != "braid" {
+        return rt.block_on(async {
+            let result = async {
+                let n: usize = args.get(1).ok_or("count")?.parse()?;
+                idle::dial(stack, args.first().ok_or("address")?, n).await
+            }
+            .await;
+            match result {
+                Ok(held) => {
+                    println!("connected");
+                    wait_for_parent().await;
+                    drop(held);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
     rt.block_on(async {
         let result: Result<Vec<Peer>, BoxError> = async {
             let enode: Enode = args.first().ok_or("enode")?.parse()?;
