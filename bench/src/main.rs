@@ -19,8 +19,8 @@
 //!   (the RLPx MAC hashes every byte, so Keccak bounds the link);
 //! - handshakes: sequential connect + secure handshake (+ Hello) + close → per second, and the
 //!   dialer's connect latency p50/p99;
-//! - N concurrent idle peers (braid only; two processes, pings flowing) → resident memory
-//!   per peer.
+//! - N concurrent idle peers (two processes; braid and geth-like ping every 2 s, raw TCP and
+//!   libp2p sit silent) → the hub's resident memory per peer, one pass per stack.
 
 mod gethlike;
 mod idle;
