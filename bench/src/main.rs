@@ -1,16 +1,30 @@
-//! Full-stack loopback benchmark: braid against raw tokio TCP in the same run.
+//! Full-stack loopback benchmark: braid against three baselines in the same run.
 //!
-//! `cargo run --release --example bench` (add `-- --quick` for a short run, `--peers N` for
-//! the concurrent-peer memory test; `--peers 0` skips it).
+//! `cargo run --release` in `bench/` (add `-- --quick` for a short run, `--runs N` for the
+//! median of N runs, `--peers N` for the concurrent-peer memory test; `--peers 0` skips it).
+//! The crate is outside the root workspace so that `cargo test --workspace` never builds
+//! libp2p.
 //!
-//! Shapes, each through the whole stack (ECIES link, frames, snappy, peer runtime, a
-//! trivial protocol) and over plain TCP as the baseline:
+//! Every shape runs over four stacks, both ends in one process:
+//! - braid: ECIES link, frames, snappy, the peer runtime and a trivial protocol;
+//! - raw TCP: plain tokio sockets, the kernel's floor;
+//! - geth-like: the same RLPx link (ECIES, frames, snappy, Hello) with one reader and one
+//!   writer and no runtime, so braid/geth-like is the runtime's own overhead;
+//! - libp2p: rust-libp2p with TCP + Noise + Yamux, one `libp2p-stream` stream per shape.
+//!
+//! Shapes:
 //! - ping-pong: 100-byte request, 100-byte reply, one in flight → msgs/s, RTT p50/p99;
 //! - window: 100-byte requests with 32 in flight → replies/s;
 //! - bulk: 1 MiB messages one way → MiB/s, also against single-core Keccak-256 absorb
 //!   (the RLPx MAC hashes every byte, so Keccak bounds the link);
-//! - handshakes: sequential TCP connect + ECIES + Hello + disconnect → per second;
-//! - N concurrent idle peers (two processes, pings flowing) → resident memory per peer.
+//! - handshakes: sequential connect + secure handshake (+ Hello) + close → per second, and the
+//!   dialer's connect latency p50/p99;
+//! - N concurrent idle peers (two processes; braid and geth-like ping every 2 s, raw TCP and
+//!   libp2p sit silent) → the hub's resident memory per peer, one pass per stack.
+
+mod gethlike;
+mod idle;
+mod lp2p;
 
 use std::net::SocketAddr;
 use std::process::{ExitCode, Stdio};
@@ -37,10 +51,11 @@ const BULK: u64 = 2;
 const SMALL: usize = 100;
 const BULK_SIZE: usize = 1 << 20;
 const WINDOW: usize = 32;
-/// Unacknowledged 1 MiB messages allowed in the bulk shape.
+/// Unacknowledged 1 MiB messages allowed in braid's bulk shape.
 const BULK_WINDOW: usize = 8;
 
 struct Plan {
+    runs: usize,
     pingpongs: usize,
     window_msgs: usize,
     bulk_msgs: usize,
@@ -51,22 +66,28 @@ struct Plan {
 fn parse_args() -> Result<Plan, String> {
     let mut quick = false;
     let mut peers = None;
+    let mut runs = None;
     let mut args = std::env::args().skip(1);
+    let number = |name: &str, args: &mut std::iter::Skip<std::env::Args>| {
+        let n = args.next().ok_or(format!("{name} needs a number"))?;
+        n.parse::<usize>()
+            .map_err(|_| format!("{name}: not a number: {n}"))
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
-            "--peers" => {
-                let n = args.next().ok_or("--peers needs a number")?;
-                peers = Some(
-                    n.parse()
-                        .map_err(|_| format!("--peers: not a number: {n}"))?,
-                );
+            "--peers" => peers = Some(number("--peers", &mut args)?),
+            "--runs" => runs = Some(number("--runs", &mut args)?.clamp(1, 100)),
+            other => {
+                return Err(format!(
+                    "unknown argument {other} (try --quick, --runs N, --peers N)"
+                ))
             }
-            other => return Err(format!("unknown argument {other} (try --quick, --peers N)")),
         }
     }
     let scale = if quick { 1 } else { 4 };
     Ok(Plan {
+        runs: runs.unwrap_or(if quick { 1 } else { 3 }),
         pingpongs: 5_000 * scale,
         window_msgs: 50_000 * scale,
         bulk_msgs: 64 * scale,
@@ -79,7 +100,7 @@ fn main() -> ExitCode {
     // Internal roles for the two-process concurrent-peer test.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--role-hub") {
-        return run_hub();
+        return run_hub(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("--role-dialer") {
         return run_dialer(&args[2..]);
@@ -107,90 +128,190 @@ fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-struct Row {
-    shape: &'static str,
-    braid: String,
-    baseline: String,
-    ratio: String,
-    goal: &'static str,
+/// The stacks compared, in table order.
+const STACKS: [&str; 4] = ["braid", "raw TCP", "geth-like", "libp2p"];
+
+/// One run's figures, indexed like [`STACKS`].
+struct Figures {
+    keccak: f64,
+    pingpong: [PingPong; 4],
+    window: [f64; 4],
+    bulk: [f64; 4],
+    connects: [Connects; 4],
+}
+
+async fn one_run(plan: &Plan) -> Result<Figures, BoxError> {
+    let keccak = keccak_absorb_mib_s();
+    eprintln!("  ping-pong…");
+    let pingpong = [
+        braid_pingpong(plan.pingpongs).await?,
+        raw_pingpong(plan.pingpongs).await?,
+        gethlike::pingpong(plan.pingpongs).await?,
+        lp2p::pingpong(plan.pingpongs).await?,
+    ];
+    eprintln!("  32 in flight…");
+    let window = [
+        braid_window(plan.window_msgs).await?,
+        raw_window(plan.window_msgs).await?,
+        gethlike::window(plan.window_msgs).await?,
+        lp2p::window(plan.window_msgs).await?,
+    ];
+    eprintln!("  bulk…");
+    let bulk = [
+        braid_bulk(plan.bulk_msgs).await?,
+        raw_bulk(plan.bulk_msgs).await?,
+        gethlike::bulk(plan.bulk_msgs).await?,
+        lp2p::bulk(plan.bulk_msgs).await?,
+    ];
+    eprintln!("  handshakes…");
+    let connects = [
+        braid_handshakes(plan.handshakes).await?,
+        raw_handshakes(plan.handshakes).await?,
+        gethlike::handshakes(plan.handshakes).await?,
+        lp2p::handshakes(plan.handshakes).await?,
+    ];
+    Ok(Figures {
+        keccak,
+        pingpong,
+        window,
+        bulk,
+        connects,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn kilo(x: f64) -> String {
+    if x >= 10_000.0 {
+        format!("{:.0}k", x / 1000.0)
+    } else if x >= 1_000.0 {
+        format!("{:.1}k", x / 1000.0)
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 async fn run(plan: Plan) -> Result<(), BoxError> {
     println!(
-        "braid loopback benchmark (release build: {})",
-        !cfg!(debug_assertions)
+        "braid loopback benchmark (release build: {}, {} run(s), load average at start: {})",
+        !cfg!(debug_assertions),
+        plan.runs,
+        load()
     );
-    let keccak = keccak_absorb_mib_s();
-    println!("  keccak-256 absorb, one core: {keccak:.0} MiB/s");
-
-    eprintln!("  ping-pong…");
-    let raw_pp = raw_pingpong(plan.pingpongs).await?;
-    let braid_pp = braid_pingpong(plan.pingpongs).await?;
-    eprintln!("  32 in flight…");
-    let raw_win = raw_window(plan.window_msgs).await?;
-    let braid_win = braid_window(plan.window_msgs).await?;
-    eprintln!("  bulk…");
-    let raw_bulk = raw_bulk(plan.bulk_msgs).await?;
-    let braid_bulk = braid_bulk(plan.bulk_msgs).await?;
-    eprintln!("  handshakes…");
-    let hs = handshakes(plan.handshakes).await?;
-
-    let mut rows = vec![
-        Row {
-            shape: "ping-pong 100 B, 1 in flight",
-            braid: format!(
-                "{:.0} msg/s (p50 {:.0} µs, p99 {:.0} µs)",
-                braid_pp.rate, braid_pp.p50, braid_pp.p99
-            ),
-            baseline: format!(
-                "{:.0} msg/s (p50 {:.0} µs, p99 {:.0} µs)",
-                raw_pp.rate, raw_pp.p50, raw_pp.p99
-            ),
-            ratio: format!("{:.2}x", braid_pp.rate / raw_pp.rate),
-            goal: ">= 0.8x raw TCP",
-        },
-        Row {
-            shape: "100 B, 32 in flight",
-            braid: format!("{braid_win:.0} msg/s"),
-            baseline: format!("{raw_win:.0} msg/s"),
-            ratio: format!("{:.2}x", braid_win / raw_win),
-            goal: ">= 150k msg/s",
-        },
-        Row {
-            shape: "bulk 1 MiB messages",
-            braid: format!("{braid_bulk:.0} MiB/s"),
-            baseline: format!("{raw_bulk:.0} MiB/s raw; keccak {keccak:.0} MiB/s"),
-            ratio: format!("{:.2}x keccak", braid_bulk / keccak),
-            goal: ">= 0.9x keccak",
-        },
-        Row {
-            shape: "handshakes, sequential",
-            braid: format!("{hs:.0} /s"),
-            baseline: "-".into(),
-            ratio: "-".into(),
-            goal: ">= 1,000/s",
-        },
-    ];
-    if plan.peers > 0 {
-        eprintln!("  {} idle peers…", plan.peers);
-        let per_peer = concurrent_peers(plan.peers).await?;
-        rows.push(Row {
-            shape: "idle peers, two processes",
-            braid: format!("{} peers: {:.1} KiB/peer", plan.peers, per_peer),
-            baseline: "-".into(),
-            ratio: "-".into(),
-            goal: "<= 40 KiB/peer",
-        });
-    }
-    println!();
-    println!("| shape | braid | baseline | ratio | goal |");
-    println!("|---|---|---|---|---|");
-    for r in rows {
+    let mut all = Vec::with_capacity(plan.runs);
+    for i in 0..plan.runs {
+        eprintln!("run {} of {}", i + 1, plan.runs);
+        let f = one_run(&plan).await?;
         println!(
-            "| {} | {} | {} | {} | {} |",
-            r.shape, r.braid, r.baseline, r.ratio, r.goal
+            "  run {}: ping-pong {:.0}/{:.0}/{:.0}/{:.0} msg/s, 32 in flight {:.0}/{:.0}/{:.0}/{:.0} msg/s, \
+             bulk {:.0}/{:.0}/{:.0}/{:.0} MiB/s, handshakes {:.0}/{:.0}/{:.0}/{:.0} /s \
+             (braid/raw/geth-like/libp2p), keccak {:.0} MiB/s",
+            i + 1,
+            f.pingpong[0].rate,
+            f.pingpong[1].rate,
+            f.pingpong[2].rate,
+            f.pingpong[3].rate,
+            f.window[0],
+            f.window[1],
+            f.window[2],
+            f.window[3],
+            f.bulk[0],
+            f.bulk[1],
+            f.bulk[2],
+            f.bulk[3],
+            f.connects[0].rate,
+            f.connects[1].rate,
+            f.connects[2].rate,
+            f.connects[3].rate,
+            f.keccak,
+        );
+        all.push(f);
+    }
+    let med = |get: &dyn Fn(&Figures) -> f64| median(all.iter().map(get).collect());
+    // Ratios are the median of each run's own ratio, so a slow run does not mix with a fast one.
+    let ratios = |get: &dyn Fn(&Figures, usize) -> f64| -> String {
+        (1..4)
+            .map(|b| format!("{:.2}x", med(&|f| get(f, 0) / get(f, b))))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let keccak = med(&|f| f.keccak);
+    println!("  keccak-256 absorb, one core: {keccak:.0} MiB/s (median)");
+
+    println!();
+    println!(
+        "| shape | {} | braid/raw | braid/geth-like | braid/libp2p | goal |",
+        STACKS.join(" | ")
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let cells = |fmt: &dyn Fn(usize) -> String| (0..4).map(fmt).collect::<Vec<_>>().join(" | ");
+    println!(
+        "| ping-pong 100 B, 1 in flight (msg/s, RTT p50/p99 µs) | {} | {} | >= 0.8x raw TCP |",
+        cells(&|s| format!(
+            "{} ({:.0}/{:.0})",
+            kilo(med(&|f| f.pingpong[s].rate)),
+            med(&|f| f.pingpong[s].p50),
+            med(&|f| f.pingpong[s].p99)
+        )),
+        ratios(&|f, s| f.pingpong[s].rate)
+    );
+    println!(
+        "| 100 B, 32 in flight (msg/s) | {} | {} | >= 150k msg/s |",
+        cells(&|s| kilo(med(&|f| f.window[s]))),
+        ratios(&|f, s| f.window[s])
+    );
+    println!(
+        "| bulk 1 MiB messages (MiB/s) | {} | {} | >= 0.9x keccak (braid: {:.2}x) |",
+        cells(&|s| format!("{:.0}", med(&|f| f.bulk[s]))),
+        ratios(&|f, s| f.bulk[s]),
+        med(&|f| f.bulk[0] / f.keccak)
+    );
+    println!(
+        "| handshakes, sequential (/s; connect p50/p99 µs) | {} | {} | >= 1,000/s |",
+        cells(&|s| format!(
+            "{} ({:.0}/{:.0})",
+            kilo(med(&|f| f.connects[s].rate)),
+            med(&|f| f.connects[s].p50),
+            med(&|f| f.connects[s].p99)
+        )),
+        ratios(&|f, s| f.connects[s].rate)
+    );
+    if plan.peers > 0 {
+        // One pass only: memory does not vary with load the way rates do.
+        let mut kib = [0.0; 4];
+        for (i, stack) in IDLE_STACKS.iter().enumerate() {
+            eprintln!("  {} idle peers over {stack}…", plan.peers);
+            kib[i] = concurrent_peers(stack, plan.peers).await?;
+        }
+        println!(
+            "| {} idle peers, two processes (hub RSS, KiB/peer) | {} | {} | <= 40 KiB/peer |",
+            plan.peers,
+            kib.iter()
+                .map(|k| format!("{k:.1}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            (1..4)
+                .map(|b| format!("{:.2}x", kib[0] / kib[b]))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
+    println!();
+    println!("load average at end: {}", load());
     Ok(())
 }
 
@@ -215,11 +336,15 @@ fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
+/// A rate with the latency of each operation (µs).
 struct PingPong {
     rate: f64,
     p50: f64,
     p99: f64,
 }
+
+/// Handshakes per second with the dialer's connect latency.
+type Connects = PingPong;
 
 fn summarize(mut rtts: Vec<Duration>, total: Duration) -> PingPong {
     rtts.sort();
@@ -318,6 +443,32 @@ async fn raw_bulk(n: usize) -> Result<f64, BoxError> {
     }
     reader.await??;
     Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Sequential TCP connects and closes; the latency is until `connect` returns.
+async fn raw_handshakes(n: usize) -> Result<Connects, BoxError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let hub = tokio::spawn(async move {
+        let mut buf = [0u8; 1];
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().await?;
+            // Wait for the dialer's close, as a server notices a peer leaving.
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut lat = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let s = TcpStream::connect(addr).await?;
+        lat.push(t.elapsed());
+        s.set_nodelay(true)?;
+        drop(s);
+    }
+    hub.await??;
+    Ok(summarize(lat, start.elapsed()))
 }
 
 // ----- braid ----------------------------------------------------------------------------
@@ -456,7 +607,9 @@ async fn braid_bulk(n: usize) -> Result<f64, BoxError> {
     Ok(rate)
 }
 
-async fn handshakes(n: usize) -> Result<f64, BoxError> {
+/// Sequential dials: connect + ECIES + Hello (the latency, until `dial` returns the peer),
+/// then disconnect and wait until both servers have dropped the session.
+async fn braid_handshakes(n: usize) -> Result<Connects, BoxError> {
     let (ack_tx, _ack_rx) = mpsc::channel(1);
     let hub = Server::start(config(echo_protocol(ack_tx))).await?;
     let (ack_tx, _ack_rx2) = mpsc::channel(1);
@@ -464,18 +617,21 @@ async fn handshakes(n: usize) -> Result<f64, BoxError> {
     let enode = hub.enode().ok_or("hub not listening")?;
     let mut hub_events = hub.subscribe();
     let mut client_events = client.subscribe();
+    let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
     for _ in 0..n {
+        let t = Instant::now();
         let peer = client.dial(&enode).await?;
+        lat.push(t.elapsed());
         peer.disconnect(p2p::base::DisconnectReason::DisconnectRequested);
         // Both servers must have dropped the session before the same id may come back
         // (else 0x05, correctly).
         wait_dropped(&mut client_events).await?;
         wait_dropped(&mut hub_events).await?;
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let total = start.elapsed();
     tokio::join!(client.shutdown(), hub.shutdown());
-    Ok(rate)
+    Ok(summarize(lat, total))
 }
 
 async fn wait_dropped(
@@ -525,15 +681,16 @@ async fn read_line(
     Ok(line.trim().to_string())
 }
 
-async fn concurrent_peers(n: usize) -> Result<f64, BoxError> {
-    let mut hub = spawn_role("--role-hub", &[])?;
+/// Hub RSS growth per connection, with `n` idle connections of `stack` from a second process.
+async fn concurrent_peers(stack: &str, n: usize) -> Result<f64, BoxError> {
+    let mut hub = spawn_role("--role-hub", &[stack.to_string()])?;
     let hub_pid = hub.id().ok_or("hub pid")?;
     let mut hub_out = tokio::io::BufReader::new(hub.stdout.take().ok_or("hub stdout")?);
     let enode = read_line(&mut hub_out).await?;
     // Let the hub settle, then take its baseline.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(hub_pid).ok_or("cannot read hub RSS")?;
-    let mut dialer = spawn_role("--role-dialer", &[enode, n.to_string()])?;
+    let mut dialer = spawn_role("--role-dialer", &[stack.to_string(), enode, n.to_string()])?;
     let mut dialer_out = tokio::io::BufReader::new(dialer.stdout.take().ok_or("dialer stdout")?);
     let status = read_line(&mut dialer_out).await?;
     if status != "connected" {
@@ -572,12 +729,25 @@ async fn wait_for_parent() {
     .await;
 }
 
-fn run_hub() -> ExitCode {
+/// The stack names the idle-peer roles take, indexed like [`STACKS`].
+const IDLE_STACKS: [&str; 4] = ["braid", "raw", "geth-like", "libp2p"];
+
+fn run_hub(args: &[String]) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
+    let stack = args.first().map(String::as_str).unwrap_or("braid");
+    if stack != "braid" {
+        return match rt.block_on(idle::hub(stack)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     rt.block_on(async {
         let mut cfg = config(idle_protocol());
         cfg.peer = idle_config();
@@ -600,6 +770,29 @@ fn run_dialer(args: &[String]) -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
+    let stack = args.first().map(String::as_str).unwrap_or("braid");
+    let args = &args[1.min(args.len())..];
+    if stack != "braid" {
+        return rt.block_on(async {
+            let result = async {
+                let n: usize = args.get(1).ok_or("count")?.parse()?;
+                idle::dial(stack, args.first().ok_or("address")?, n).await
+            }
+            .await;
+            match result {
+                Ok(held) => {
+                    println!("connected");
+                    wait_for_parent().await;
+                    drop(held);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
     rt.block_on(async {
         let result: Result<Vec<Peer>, BoxError> = async {
             let enode: Enode = args.first().ok_or("enode")?.parse()?;
