@@ -5,7 +5,7 @@
 //! of nodes that answer on the discovery protocol and to yield candidates (node id, IP,
 //! TCP port) that something else — the server's dial scheduler — may decide to dial.
 //!
-//! Today this module holds the pure parts of discovery v4 ([`v4`]): the wire format and
-//! the Kademlia node table. Neither opens a socket or reads a clock; the UDP service
-//! that drives them is built on top.
+//! [`v4`] is discovery v4: the wire format and the Kademlia node table (pure: no socket,
+//! no clock), and the UDP service ([`v4::Discv4`]) that drives them — bonding, lookups,
+//! EIP-868 records, revalidation — and yields verified nodes as [`v4::Candidates`].
 pub mod v4;
