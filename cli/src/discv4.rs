@@ -397,7 +397,7 @@ pub async fn test(target: &str, wait: Duration, out: Out) -> Result<usize, Discv
     });
     case!("ping/wrong-to", |raw: Raw| async move {
         let wrong = Endpoint {
-            ip: "192.0.2.1".parse().unwrap(),
+            ip: "127.0.0.254".parse().unwrap(),
             udp_port: 1,
             tcp_port: 1,
         };
@@ -498,7 +498,7 @@ pub async fn test(target: &str, wait: Duration, out: Out) -> Result<usize, Discv
     case!("neighbors/unsolicited", |raw: Raw| async move {
         let fake = packet::Neighbor {
             endpoint: Endpoint {
-                ip: "192.0.2.7".parse().unwrap(),
+                ip: "127.0.0.253".parse().unwrap(),
                 udp_port: 30303,
                 tcp_port: 30303,
             },
