@@ -26,12 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::base::{
-    Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH, DISCONNECT, EMPTY_LIST, HELLO, PING,
-    PONG,
+    Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH, EMPTY_LIST, HELLO, PING, PONG,
 };
 use crate::budget::{Holder, MemoryBudget};
-use crate::conn::{Conn, ConnError, ConnReader, ConnWriter};
-use crate::frame::FrameError;
+use crate::conn::{Conn, ConnReader, ConnWriter};
 use crate::node::NodeId;
 use crate::protocol::{match_capabilities, InboundLimits, Msg, Protocol, SharedCapability};
 use crate::session::send_disconnect;
@@ -690,19 +688,6 @@ impl PingBucket {
     }
 }
 
-fn reason_for_read_error(e: &ConnError) -> DisconnectReason {
-    match e {
-        // A forged or oversized frame is the remote breaking the protocol; the write side
-        // still works, so it is told.
-        ConnError::Frame(FrameError::Io(_)) | ConnError::Io(_) | ConnError::Closed => {
-            DisconnectReason::TcpSubsystemError
-        }
-        // The node has no room for what this peer is sending.
-        ConnError::Budget(_) => DisconnectReason::TooManyPeers,
-        _ => DisconnectReason::ProtocolBreach,
-    }
-}
-
 /// Frames at least this large (frame-data bytes) give the runtime a turn once read.
 const YIELD_AFTER: usize = 16 * 1024;
 
@@ -726,11 +711,7 @@ async fn read_loop(
         let msg = match tokio::time::timeout(shared.config.read_timeout, reader.read()).await {
             Ok(Ok(msg)) => msg,
             Ok(Err(e)) => {
-                shared.close(
-                    reason_for_read_error(&e),
-                    false,
-                    format!("read failed: {e}"),
-                );
+                shared.close(e.disconnect_reason(), false, format!("read failed: {e}"));
                 return;
             }
             Err(_) => {
@@ -748,17 +729,12 @@ async fn read_loop(
         if msg.code < BASE_PROTOCOL_LENGTH {
             shared.base_counters.ingress(msg.code, msg.wire_size);
         }
+        if let Some(reason) = msg.disconnect {
+            shared.close(reason, true, "remote sent disconnect");
+            return;
+        }
         match msg.code {
             HELLO => return breach("second hello".into()),
-            DISCONNECT => {
-                let reason = crate::base::DisconnectReason::decode_lenient(
-                    &msg.payload,
-                    Some(&mut crate::message::Snappy::new()),
-                )
-                .unwrap_or(DisconnectReason::DisconnectRequested);
-                shared.close(reason, true, "remote sent disconnect");
-                return;
-            }
             PING => {
                 if !bucket.take(msg.received_at) {
                     return breach("ping flood".into());
