@@ -29,9 +29,10 @@ use crate::base::{
     Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH, EMPTY_LIST, HELLO, PING, PONG,
 };
 use crate::budget::{Holder, MemoryBudget};
+use crate::capability::{match_capabilities, SharedCapability};
 use crate::conn::{Conn, ConnReader, ConnWriter};
 use crate::node::NodeId;
-use crate::protocol::{match_capabilities, InboundLimits, Msg, Protocol, SharedCapability};
+use crate::protocol::{InboundLimits, Msg, Protocol};
 use crate::session::send_disconnect;
 
 pub use metrics::{CodeTraffic, ProtocolTraffic, Traffic};
