@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use secp256k1::SecretKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::base::{BASE_PROTOCOL_LENGTH, DISCONNECT, PONG};
+use crate::base::{DisconnectReason, BASE_PROTOCOL_LENGTH, DISCONNECT, PONG};
 use crate::budget::{BudgetExceeded, Charge, Holder};
 use crate::ecies::{self, HandshakeError};
 use crate::frame::{FrameError, FrameOpener, FrameSealer, HEADER_LEN, MAX_FRAME_SIZE};
@@ -48,6 +48,28 @@ pub enum ConnError {
     Budget(#[from] BudgetExceeded),
 }
 
+impl ConnError {
+    /// The disconnect reason this failure of the link stands for: the one place link
+    /// errors become reasons, for the Hello exchange and the running peer alike.
+    ///
+    /// A forged MAC, a lying header or a malformed message is the remote breaking the
+    /// protocol (0x02); a broken or closed stream, or a handshake that ran out of time, is
+    /// the transport failing (0x01); a peer whose next message does not fit the node's
+    /// memory budget gets "too many peers" (0x04), as the node has no room for it.
+    pub fn disconnect_reason(&self) -> DisconnectReason {
+        match self {
+            ConnError::Frame(FrameError::Io(_))
+            | ConnError::Io(_)
+            | ConnError::Closed
+            | ConnError::HandshakeTimeout(_) => DisconnectReason::TcpSubsystemError,
+            ConnError::Budget(_) => DisconnectReason::TooManyPeers,
+            ConnError::Handshake(_) | ConnError::Frame(_) | ConnError::Message(_) => {
+                DisconnectReason::ProtocolBreach
+            }
+        }
+    }
+}
+
 /// Read buffer per link: small frames are read through it, a frame body larger than it is
 /// read straight into the body's own allocation. Part of the fixed overhead per peer.
 const READ_BUFFER: usize = 16 * 1024;
@@ -62,8 +84,13 @@ pub struct RawMessage {
     /// The message code on the wire (base protocol codes and offset subprotocol codes).
     pub code: u64,
     /// The payload, decompressed when snappy is on (a Disconnect's payload is left as received,
-    /// because peers send it both ways; see [`crate::base::DisconnectReason::decode_lenient`]).
+    /// because peers send it both ways; its reason is in [`RawMessage::disconnect`]).
     pub payload: Bytes,
+    /// For a Disconnect (and only then), its reason, decoded leniently: compressed or not,
+    /// a list or a bare value (see [`DisconnectReason::decode_lenient`]); a payload that
+    /// decodes neither way reads as "disconnect requested" (0x00). Decoded here, once, so
+    /// every layer above sees the same reason.
+    pub disconnect: Option<DisconnectReason>,
     /// Bytes this message took in its frame (message id + payload as sent, before decompression).
     pub wire_size: usize,
     /// When the message was read.
@@ -222,7 +249,7 @@ impl ConnReader {
         let decompress = self.snappy.is_some() && code != DISCONNECT;
         let (payload, charge) = match () {
             _ if reserved => (Bytes::new(), None),
-            // A Disconnect may arrive compressed or not: the session layer decodes it leniently.
+            // A Disconnect may arrive compressed or not: it is decoded leniently below.
             _ if decompress => {
                 let len = Snappy::decompressed_len(data, MAX_DECOMPRESSED_SIZE)?;
                 let charge = charge(self.budget.as_ref(), len).await?;
@@ -243,13 +270,29 @@ impl ConnReader {
             }
         };
         drop(frame_charge);
+        let disconnect = (code == DISCONNECT).then(|| self.disconnect_reason(&payload));
         Ok(RawMessage {
             code,
             payload,
+            disconnect,
             wire_size,
             received_at,
             charged: charge.map_or(0, Charge::keep),
         })
+    }
+}
+
+impl ConnReader {
+    /// A Disconnect's reason: peers send it compressed or not whatever was agreed, so
+    /// snappy is always tried first (with this link's decoder when it has one).
+    fn disconnect_reason(&mut self, payload: &[u8]) -> DisconnectReason {
+        let mut scratch = None;
+        let snappy = match self.snappy.as_mut() {
+            Some(snappy) => snappy,
+            None => scratch.insert(Snappy::new()),
+        };
+        DisconnectReason::decode_lenient(payload, Some(snappy))
+            .unwrap_or(DisconnectReason::DisconnectRequested)
     }
 }
 

@@ -11,11 +11,12 @@
 //!   -> ecies      ECIES auth/ack handshake (EIP-8 and legacy)       -> Secrets
 //!   -> frame      AES-256-CTR + Keccak-256 MACs (FrameSealer/Opener) -> frame-data
 //!   -> message    message id + snappy (bounded decompression)       -> (code, payload)
+//!   -> base       Hello / Disconnect / Ping / Pong codecs
 //!   -> conn       an established link: ConnReader / ConnWriter      -> RawMessage
 //!   -> session    Hello exchange, identity checks, snappy switch    -> their Hello
-//!   -> base       Hello / Disconnect / Ping / Pong codecs
+//!   -> capability capability matching and code offsets             -> SharedCapability
 //!   -> peer       read loop, write-start token, ping/pong, budgets  -> Peer, ProtoRw
-//!   -> protocol   Protocol { name, version, length, run }, capability matching
+//!   -> protocol   Protocol { name, version, length, run }
 //!   -> server     listen, dial, limits, static/trusted peers, events
 //! ```
 //!
@@ -75,6 +76,7 @@
 
 pub mod base;
 pub mod budget;
+pub mod capability;
 pub mod conn;
 pub mod discover;
 pub mod ecies;

@@ -43,7 +43,7 @@ impl SessionError {
     /// The disconnect reason that describes this error.
     pub fn reason(&self) -> DisconnectReason {
         match self {
-            SessionError::Conn(_) => DisconnectReason::TcpSubsystemError,
+            SessionError::Conn(e) => e.disconnect_reason(),
             SessionError::Timeout(_) => DisconnectReason::TcpSubsystemError,
             SessionError::RemoteDisconnect(r) => *r,
             SessionError::Refused { reason, .. } => *reason,
@@ -93,6 +93,9 @@ async fn exchange_hello_inner(conn: &mut Conn, ours: &Hello) -> Result<Hello, Se
         Err(e) => return Err(e.into()),
     };
     sent?;
+    if let Some(reason) = first.disconnect {
+        return Err(SessionError::RemoteDisconnect(reason));
+    }
     let theirs = match first.code {
         HELLO => match Hello::decode(&first.payload) {
             Ok(hello) => hello,
@@ -101,11 +104,6 @@ async fn exchange_hello_inner(conn: &mut Conn, ours: &Hello) -> Result<Hello, Se
                 return Err(refuse(conn, DisconnectReason::ProtocolBreach, detail).await);
             }
         },
-        DISCONNECT => {
-            let reason = DisconnectReason::decode_lenient(&first.payload, None)
-                .unwrap_or(DisconnectReason::DisconnectRequested);
-            return Err(SessionError::RemoteDisconnect(reason));
-        }
         code => {
             let detail = format!("expected hello, got message code {code:#x}");
             return Err(refuse(conn, DisconnectReason::ProtocolBreach, detail).await);
@@ -135,4 +133,26 @@ async fn exchange_hello_inner(conn: &mut Conn, ours: &Hello) -> Result<Hello, Se
         "hello exchanged"
     );
     Ok(theirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameError;
+
+    // The Hello exchange and the running peer name a failed link the same way: a forged
+    // MAC is the remote's breach, not a transport failure.
+    #[test]
+    fn link_errors_map_as_the_peer_maps_them() {
+        for (e, want) in [
+            (FrameError::HeaderMac, DisconnectReason::ProtocolBreach),
+            (FrameError::FrameMac, DisconnectReason::ProtocolBreach),
+        ] {
+            assert_eq!(SessionError::from(ConnError::Frame(e)).reason(), want);
+        }
+        assert_eq!(
+            SessionError::from(ConnError::Closed).reason(),
+            DisconnectReason::TcpSubsystemError
+        );
+    }
 }

@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 
 use super::metrics::ProtoCounters;
 use super::Peer;
-use crate::protocol::{Msg, ProtocolError, SharedCapability};
+use crate::capability::SharedCapability;
+use crate::protocol::{Msg, ProtocolError};
 
 /// The read/write handle a protocol's `run` receives. Codes are relative to the protocol:
 /// it never sees another protocol's messages, and cannot write outside its own range.

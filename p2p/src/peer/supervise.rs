@@ -1,0 +1,254 @@
+//! Starting a peer and supervising its tasks: the read loop, the control loop and one
+//! task per matched protocol, all ended on the first failure, with the Disconnect sent
+//! and the end published once they are done.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::liveness::control_loop;
+use super::metrics::ProtoCounters;
+use super::read_loop::{read_loop, Route};
+use super::{CloseReason, MessageEvent, Peer, PeerConfig, PeerError, PeerInfo, ProtoRw, Shared};
+use crate::base::{Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH};
+use crate::budget::MemoryBudget;
+use crate::capability::match_capabilities;
+use crate::conn::{Conn, ConnReader};
+use crate::protocol::Protocol;
+use crate::session::send_disconnect;
+
+impl Peer {
+    /// Start a peer on a link whose Hellos were exchanged: match capabilities, and spawn the
+    /// read loop, control loop and one task per matched protocol. With no capability in
+    /// common the remote is sent "useless peer" (0x03) and an error is returned.
+    pub async fn start(
+        mut conn: Conn,
+        their_hello: Hello,
+        protocols: &[Protocol],
+        info: PeerInfo,
+        config: PeerConfig,
+        msg_events: Option<tokio::sync::broadcast::Sender<MessageEvent>>,
+    ) -> Result<Peer, PeerError> {
+        let local: Vec<(Capability, u64)> = protocols
+            .iter()
+            .map(|p| (p.capability(), p.length))
+            .collect();
+        let matched = match_capabilities(&local, &their_hello.capabilities);
+        if matched.is_empty() {
+            send_disconnect(&mut conn.writer, DisconnectReason::UselessPeer).await;
+            let _ = conn.writer.shutdown().await;
+            return Err(PeerError::UselessPeer);
+        }
+        let (done, _) = watch::channel(None);
+        let counters: Vec<Arc<ProtoCounters>> = matched
+            .iter()
+            .map(|m| Arc::new(ProtoCounters::new(&m.name, m.version, m.length)))
+            .collect();
+        let id_short = hex::encode(&info.id.0[..8]);
+        let budget = config
+            .memory_budget
+            .clone()
+            .unwrap_or_else(|| MemoryBudget::new(usize::MAX))
+            .holder();
+        conn.reader.set_budget(budget.clone());
+        let shared = Arc::new(Shared {
+            info,
+            hello: their_hello,
+            protocols: matched.clone(),
+            connected_since: SystemTime::now(),
+            snappy: conn.writer.snappy_enabled(),
+            config,
+            writer: tokio::sync::Mutex::new(conn.writer),
+            closing: CancellationToken::new(),
+            close_reason: OnceLock::new(),
+            done,
+            base_counters: ProtoCounters::new("p2p", 5, BASE_PROTOCOL_LENGTH),
+            counters: counters.clone(),
+            total_queued: Arc::new(AtomicUsize::new(0)),
+            msg_events,
+            budget,
+            id_short,
+        });
+        watch_budget(&shared);
+        let peer = Peer { shared };
+
+        let mut routes = Vec::with_capacity(matched.len());
+        let mut rws = Vec::with_capacity(matched.len());
+        for (cap, counters) in matched.into_iter().zip(counters) {
+            let Some(proto) = protocols
+                .iter()
+                .find(|p| p.name == cap.name && p.version == cap.version)
+            else {
+                continue;
+            };
+            let limits = proto.inbound_limits;
+            let (tx, rx) = mpsc::channel(limits.max_messages.max(1));
+            let queued_bytes = Arc::new(AtomicUsize::new(0));
+            let inbox = Arc::new(tokio::sync::Mutex::new(rx));
+            routes.push(Route {
+                cap: cap.clone(),
+                queue: tx,
+                inbox: inbox.clone(),
+                queued_bytes: queued_bytes.clone(),
+                limits,
+                counters: counters.clone(),
+            });
+            let rw = ProtoRw::new(peer.clone(), cap, inbox, queued_bytes, counters);
+            rws.push((proto.clone(), rw));
+        }
+
+        let span =
+            info_span!("peer", id = %peer.shared.id_short, dir = ?peer.shared.info.direction);
+        tokio::spawn(supervise(peer.clone(), conn.reader, routes, rws).instrument(span));
+        Ok(peer)
+    }
+}
+
+/// When the node budget is full and this peer holds the most, it is disconnected with
+/// "too many peers" (0x04): the node has no room for it.
+fn watch_budget(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    shared.budget.on_evict(move |detail| {
+        if let Some(shared) = weak.upgrade() {
+            // Several claimants may pick the same largest holder before it has let go.
+            if !shared.closing.is_cancelled() {
+                warn!(held = shared.budget.held(), "{detail}");
+                shared.close(DisconnectReason::TooManyPeers, false, detail);
+            }
+        }
+    });
+}
+
+/// Runs the peer's tasks and ends them all on the first failure.
+async fn supervise(
+    peer: Peer,
+    reader: ConnReader,
+    routes: Vec<Route>,
+    rws: Vec<(Protocol, ProtoRw)>,
+) {
+    let shared = peer.shared.clone();
+    let (ping_tx, ping_rx) = mpsc::channel::<()>(1);
+    let pong_seen = Arc::new(Notify::new());
+
+    let read_task = tokio::spawn(
+        read_loop(shared.clone(), reader, routes, ping_tx, pong_seen.clone()).in_current_span(),
+    );
+    let control_task =
+        tokio::spawn(control_loop(shared.clone(), ping_rx, pong_seen).in_current_span());
+    // Should this task unwind anyway, the guard still ends the peer's other tasks and
+    // publishes the end (the protocol tasks end when the JoinSet below is dropped).
+    let guard = SuperviseGuard {
+        shared: shared.clone(),
+        tasks: [read_task.abort_handle(), control_task.abort_handle()],
+    };
+
+    let mut protos = JoinSet::new();
+    for (proto, rw) in rws {
+        let name = proto.name.clone();
+        let shared = shared.clone();
+        let peer = peer.clone();
+        // Inside the peer's span: a protocol's log lines carry the peer and the protocol.
+        let span = info_span!("protocol", name = %proto.name, version = proto.version);
+        protos.spawn(
+            async move {
+                // Built inside the task: a panic in the run closure's synchronous part is
+                // then a protocol task panic like one inside its future, not the
+                // supervisor's.
+                let fut = proto.start(peer, rw);
+                match fut.await {
+                    Ok(()) => shared.close(
+                        DisconnectReason::ClientQuitting,
+                        false,
+                        format!("protocol {name} returned"),
+                    ),
+                    Err(e) => {
+                        let reason = e.reason();
+                        shared.close(reason, false, format!("protocol {name} failed: {e}"))
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    // Wait for the first failure (or a protocol ending, which also closes).
+    tokio::select! {
+        _ = shared.closing.cancelled() => {}
+        // A protocol task that panicked never called close(): treat as a subprotocol error.
+        Some(Err(e)) = protos.join_next() => {
+            shared.close(DisconnectReason::SubprotocolError, false, format!("protocol task failed: {e}"));
+        }
+    }
+    let reason = shared.close_reason().unwrap_or(CloseReason {
+        reason: DisconnectReason::TcpSubsystemError,
+        remote: false,
+        detail: "closed".into(),
+    });
+
+    // Stop reading first: this drops the protocol queues' senders, so every ProtoRw::read
+    // returns PeerClosed and protocols can wind down.
+    read_task.abort();
+    control_task.abort();
+    let _ = read_task.await;
+    let _ = control_task.await;
+
+    // Tell the remote why, unless it told us or the link itself is broken.
+    let send = !reason.remote && reason.reason != DisconnectReason::TcpSubsystemError;
+    if let Ok(mut writer) = tokio::time::timeout(
+        crate::session::DISCONNECT_WRITE_TIMEOUT,
+        shared.writer.lock(),
+    )
+    .await
+    {
+        if send {
+            send_disconnect(&mut writer, reason.reason).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
+    }
+
+    let grace = shared.config.protocol_grace;
+    if tokio::time::timeout(grace, async { while protos.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!(
+            ?grace,
+            "protocols did not return after close; aborting them"
+        );
+        protos.shutdown().await;
+    }
+    debug!(%reason, "peer ended");
+    shared.done.send_replace(Some(reason));
+    drop(guard);
+}
+
+/// Ends a peer whose supervisor unwinds: aborts its read and control loops, records a
+/// subprotocol error (0x10) and publishes the end so [`Peer::closed`] returns and the
+/// server frees the slot. A no-op after a normal end.
+struct SuperviseGuard {
+    shared: Arc<Shared>,
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl Drop for SuperviseGuard {
+    fn drop(&mut self) {
+        if self.shared.done.borrow().is_some() {
+            return;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.shared.close(
+            DisconnectReason::SubprotocolError,
+            false,
+            "peer supervisor failed",
+        );
+        let reason = self.shared.close_reason();
+        self.shared.done.send_replace(reason);
+    }
+}
