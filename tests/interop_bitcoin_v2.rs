@@ -10,9 +10,7 @@ mod verystable;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocols::bitcoin::peer::{
-    accept_auto, connect_auto, Config, Listener, Peer, Transport,
-};
+use protocols::bitcoin::peer::{accept_auto, connect_auto, Config, Listener, Peer, Transport};
 use protocols::bitcoin::wire::{services, Hash256, Message, MsgGetBlocks, MsgPing, Network};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -118,7 +116,9 @@ async fn our_v2_dials_core_v2() {
     if !installed().await {
         return;
     }
-    let mut core = CorePeer::spawn(&["--listen", "0", "--v2"]).await.expect("spawn");
+    let mut core = CorePeer::spawn(&["--listen", "0", "--v2"])
+        .await
+        .expect("spawn");
     let port = core.listening_port(T).await;
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let transport = connect_auto(addr, Network::Regtest, T, true)

@@ -55,11 +55,11 @@ pub use outbound::{MAX_INV_TRICKLE_SIZE, MAX_TRICKLE_QUEUE};
 pub use push::PushError;
 pub use queue::{SendOutcome, OUTPUT_BUFFER_SIZE};
 pub use stats::StatsSnapshot;
-pub use v2::{
-    accept_auto, connect_auto, detect_inbound, AutoTransport, V2HandshakeError, V2Transport,
-};
 pub use transport::{
     Inbound, Received, RecvError, SendError, Transport, TransportReader, TransportWriter,
+};
+pub use v2::{
+    accept_auto, connect_auto, detect_inbound, AutoTransport, V2HandshakeError, V2Transport,
 };
 
 use crate::bitcoin::wire::{Hash256, InvVect, Message, NetAddress};

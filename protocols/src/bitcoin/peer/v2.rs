@@ -31,8 +31,8 @@ use super::native::{NativeReader, NativeTransport, NativeWriter};
 use super::transport::{
     Inbound, Received, RecvError, SendError, Transport, TransportReader, TransportWriter,
 };
-use crate::bitcoin::wire::{max_payload_len, Command, Message, Network, WireError};
 use crate::bitcoin::wire::MAX_PROTOCOL_MESSAGE_LENGTH;
+use crate::bitcoin::wire::{max_payload_len, Command, Message, Network, WireError};
 
 /// Bytes of an ElligatorSwift public key.
 const KEY_LEN: usize = 64;
@@ -297,8 +297,8 @@ async fn run_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     prefix: Vec<u8>,
     received: &mut usize,
 ) -> Result<(CipherSession, Vec<u8>), V2HandshakeError> {
-    let hs = Handshake::<Initialized>::new(network.magic(), role)
-        .map_err(V2HandshakeError::crypto)?;
+    let hs =
+        Handshake::<Initialized>::new(network.magic(), role).map_err(V2HandshakeError::crypto)?;
     let garbage: Vec<u8> = {
         let mut rng = rand::thread_rng();
         let len = rng.gen_range(0..=OUR_MAX_GARBAGE);
@@ -396,7 +396,15 @@ impl V2Transport<TcpStream> {
         timeout: Duration,
     ) -> Result<Self, V2HandshakeError> {
         let stream = dial(addr, timeout).await?;
-        Self::handshake(stream, network, Role::Initiator, Vec::new(), Some(addr), timeout).await
+        Self::handshake(
+            stream,
+            network,
+            Role::Initiator,
+            Vec::new(),
+            Some(addr),
+            timeout,
+        )
+        .await
     }
 }
 
@@ -469,9 +477,7 @@ pub fn parse_contents(contents: &[u8]) -> Result<(&str, &[u8]), WireError> {
         f.copy_from_slice(field);
         WireError::InvalidCommand(f)
     };
-    if name.is_empty()
-        || !name.iter().all(|b| b.is_ascii_graphic())
-        || pad.iter().any(|&b| b != 0)
+    if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) || pad.iter().any(|&b| b != 0)
     {
         return Err(invalid());
     }
@@ -533,7 +539,10 @@ impl<S: AsyncRead + Unpin + Send + 'static> TransportReader for V2Reader<S> {
         // this loop.
         loop {
             let mut len_bytes = [0u8; LENGTH_LEN];
-            self.inner.read_exact(&mut len_bytes).await.map_err(closed)?;
+            self.inner
+                .read_exact(&mut len_bytes)
+                .await
+                .map_err(closed)?;
             let len = self.cipher.decrypt_packet_len(len_bytes);
             bytes += LENGTH_LEN;
             let contents_len = len - PACKET_OVERHEAD;
@@ -588,7 +597,11 @@ pub struct V2Writer<S> {
 }
 
 impl<S: AsyncWrite + Unpin + Send + 'static> V2Writer<S> {
-    async fn write_packet(&mut self, contents: &[u8], kind: PacketType) -> Result<usize, SendError> {
+    async fn write_packet(
+        &mut self,
+        contents: &[u8],
+        kind: PacketType,
+    ) -> Result<usize, SendError> {
         let packet = self.cipher.encrypt_to_vec(contents, kind, None);
         let io = async {
             self.inner.write_all(&packet).await?;
@@ -781,7 +794,7 @@ pub async fn connect_auto(
         .await
         {
             Ok(t) => return Ok(AutoTransport::V2(t)),
-            Err(Attempt { error, received }) if received == 0 => {
+            Err(Attempt { error, received: 0 }) => {
                 tracing::debug!(%addr, %error, "v2 handshake failed before any reply; retrying v1");
             }
             Err(Attempt { error, .. }) => return Err(error),
@@ -882,7 +895,9 @@ mod tests {
         for n in 0..600u64 {
             iw.send(&ping(n), PVER).await.unwrap();
             let got = rr.recv(PVER).await.unwrap();
-            assert!(matches!(got.inbound, Inbound::Message(Message::Ping(MsgPing { nonce })) if nonce == n));
+            assert!(
+                matches!(got.inbound, Inbound::Message(Message::Ping(MsgPing { nonce })) if nonce == n)
+            );
             rw.send(&Message::Pong(n), PVER).await.unwrap();
             let got = ir.recv(PVER).await.unwrap();
             assert!(matches!(got.inbound, Inbound::Message(Message::Pong(x)) if x == n));
@@ -988,7 +1003,9 @@ mod tests {
             assert_ne!(head[..4], Network::Regtest.magic());
             drop(s);
             // Second: plain v1.
-            let t = NativeTransport::accept(&listener, Network::Regtest).await.unwrap();
+            let t = NativeTransport::accept(&listener, Network::Regtest)
+                .await
+                .unwrap();
             let (mut r, _w) = t.split();
             r.recv(PVER).await.unwrap()
         });
