@@ -129,6 +129,14 @@ async fn our_v2_dials_core_v2() {
     let peer = Peer::start_outbound(cfg, transport);
     wait_handshake(&peer).await;
     exercise(&mut core, &peer, &mut rx, true).await;
+    // Past BIP324's rekey interval (224 packets) in both directions: our ciphers and Core's
+    // framework must rotate keys at the same packet.
+    for n in 0..300u64 {
+        peer.queue_message(Message::Ping(MsgPing { nonce: 10_000 + n }), None)
+            .await;
+        expect_msg(&mut rx, |m| *m == Message::Pong(10_000 + n)).await;
+    }
+    assert!(peer.connected(), "{:?}", peer.close_reason());
     peer.disconnect();
     tokio::time::timeout(T, peer.wait_for_disconnect())
         .await
