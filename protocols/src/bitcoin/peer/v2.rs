@@ -124,9 +124,6 @@ pub enum V2HandshakeError {
     /// Key agreement or authentication failed.
     #[error("v2 cryptography failed: {0}")]
     Crypto(String),
-    /// The remote sent a v1 header during inbound detection, for the wrong network.
-    #[error("remote opened with a different network's magic")]
-    WrongMagic,
 }
 
 impl V2HandshakeError {
