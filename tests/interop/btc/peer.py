@@ -36,6 +36,7 @@ sys.stdout = sys.stderr
 
 from verystable.core import messages as vmessages  # noqa: E402
 from verystable.core import p2p as vp2p  # noqa: E402
+from verystable.core import v2_p2p as vv2  # noqa: E402
 from verystable.core.messages import (  # noqa: E402
     CAddress,
     CBlock,
@@ -311,9 +312,14 @@ class JsonPeer(vp2p.P2PInterface):
         self.auto_getdata = auto_getdata
         self.server = None  # listening server, closed once a connection arrives
         self.accepted = False
+        self.spare_accepts = 0  # further connections accepted after the first closes (--accept-twice)
 
     def protocol_factory(self):
         if self.accepted:
+            if self.spare_accepts > 0 and not self.is_connected:
+                # The first link closed (e.g. our v1 framing refused a v2 key): take the retry.
+                self.spare_accepts -= 1
+                return self
             return RefuseProtocol()
         self.accepted = True
         return self
@@ -326,10 +332,11 @@ class JsonPeer(vp2p.P2PInterface):
             if self.on_connection_send_msg is not None:
                 self.on_connection_send_msg.addrTo.ip = peername[0]
                 self.on_connection_send_msg.addrTo.port = peername[1]
-            if self.server is not None:
+            if self.server is not None and self.spare_accepts == 0:
                 self.server.close()
         emit({
             "event": "connected",
+            "v2": self.supports_v2_p2p,
             "direction": "outbound" if self.p2p_connected_to_node else "inbound",
             "peer": "%s:%d" % (peername[0], peername[1]),
         })
@@ -341,7 +348,7 @@ class JsonPeer(vp2p.P2PInterface):
 
     def on_message(self, message):
         cmd = message.msgtype.decode("ascii", "replace")
-        emit({"event": "recv", "command": cmd, "fields": recv_fields(message)})
+        emit({"event": "recv", "command": cmd, "fields": recv_fields(message), "v2": self.supports_v2_p2p})
         if isinstance(message, msg_unknown):
             LOG.info("received unknown message %r (tolerated)", message)
             return
@@ -536,6 +543,10 @@ def parse_args(argv):
     ap.add_argument("--no-auto-getdata", action="store_true", help="do not answer inv with getdata")
     ap.add_argument("--strict-unknown", action="store_true",
                     help="like Core's framework, drop the link on unknown commands (reject stays tolerated)")
+    ap.add_argument("--v2", action="store_true",
+                    help="BIP324: dial with a v2 handshake; when listening, accept v2 or v1 (detected like Core)")
+    ap.add_argument("--accept-twice", action="store_true",
+                    help="when listening, accept a second connection after the first closes (v1 retry after a failed v2 attempt)")
     ap.add_argument("--connect-timeout", type=float, default=10.0, help="seconds for dial/bind")
     ap.add_argument("-v", "--verbose", action="store_true", help="framework debug logs on stderr")
     return ap.parse_args(argv)
@@ -568,10 +579,17 @@ def main(argv):
                 return fail("--dial wants HOST:PORT")
             peer.p2p_connected_to_node = True
             peer.peer_connect_helper(host, port, "regtest", 1)
+            if args.v2:
+                peer.v2_state = vv2.EncryptedP2PState(initiating=True, net="regtest")
         else:
             host, port = LOOPBACK, args.listen
             peer.p2p_connected_to_node = False
             peer.peer_connect_helper("0", 0, "regtest", 1)
+            if args.v2:
+                # Responder: falls back to v1 when the first 16 bytes are magic + "version".
+                peer.v2_state = vv2.EncryptedP2PState(initiating=False, net="regtest")
+            if args.accept_twice:
+                peer.spare_accepts = 1
         peer.peer_connect_send_version(args.services)
         version = peer.on_connection_send_msg
         version.strSubVer = args.subver

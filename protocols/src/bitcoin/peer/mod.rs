@@ -30,6 +30,7 @@ mod queue;
 mod stall;
 mod stats;
 mod transport;
+pub mod v2;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -56,6 +57,9 @@ pub use queue::{SendOutcome, OUTPUT_BUFFER_SIZE};
 pub use stats::StatsSnapshot;
 pub use transport::{
     Inbound, Received, RecvError, SendError, Transport, TransportReader, TransportWriter,
+};
+pub use v2::{
+    accept_auto, connect_auto, detect_inbound, AutoTransport, V2HandshakeError, V2Transport,
 };
 
 use crate::bitcoin::wire::{Hash256, InvVect, Message, NetAddress};
