@@ -307,7 +307,7 @@ impl Link {
         sent?;
         let theirs = match msg.code {
             HELLO => Hello::decode(&msg.payload).map_err(|e| LinkError::BadHello(e.to_string()))?,
-            DISCONNECT => return Err(LinkError::Disconnected(decode_disconnect(&msg.payload))),
+            DISCONNECT => return Err(LinkError::Disconnected(reason_of(&msg))),
             code => {
                 return Err(LinkError::Unexpected {
                     code,
@@ -381,7 +381,7 @@ impl Link {
             match msg.code {
                 PONG => return Ok(started.elapsed()),
                 PING => self.send(PONG, &[0xc0]).await?,
-                DISCONNECT => return Err(LinkError::Disconnected(decode_disconnect(&msg.payload))),
+                DISCONNECT => return Err(LinkError::Disconnected(reason_of(&msg))),
                 // Subprotocol traffic (a status message, say) is not what we wait for.
                 _ => {}
             }
@@ -399,9 +399,7 @@ impl Link {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.read(left).await {
-                Ok(msg) if msg.code == DISCONNECT => {
-                    return Ok(Some(decode_disconnect(&msg.payload)))
-                }
+                Ok(msg) if msg.code == DISCONNECT => return Ok(Some(reason_of(&msg))),
                 Ok(msg) if msg.code == PING => {
                     // A failed write means the remote is already gone: the next read says so.
                     let _ = self.send(PONG, &[0xc0]).await;
@@ -422,9 +420,10 @@ impl Link {
     }
 }
 
-/// A Disconnect's reason, read the lenient way (compressed or not, list or bare).
-pub fn decode_disconnect(payload: &[u8]) -> DisconnectReason {
-    DisconnectReason::decode_lenient(payload, Some(&mut Snappy::new()))
+/// A Disconnect's reason as the connection reader decoded it (leniently: compressed or
+/// not, list or bare).
+pub fn reason_of(msg: &RawMessage) -> DisconnectReason {
+    msg.disconnect
         .unwrap_or(DisconnectReason::DisconnectRequested)
 }
 

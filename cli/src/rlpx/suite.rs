@@ -519,7 +519,7 @@ async fn forged(ctx: &Ctx, offset: usize, what: &str) -> (Verdict, String) {
                 return fail(format!("answered a ping with a forged {what}"))
             }
             Ok(msg) if msg.code == DISCONNECT => {
-                let reason = super::link::decode_disconnect(&msg.payload);
+                let reason = super::link::reason_of(&msg);
                 return ctx
                     .pass_if_alive(format!("disconnect {:#04x} ({reason})", reason.code()))
                     .await;
@@ -668,7 +668,7 @@ async fn idle_pings(ctx: &Ctx) -> (Verdict, String) {
                 );
             }
             Ok(msg) if msg.code == DISCONNECT => {
-                let r = super::link::decode_disconnect(&msg.payload);
+                let r = super::link::reason_of(&msg);
                 return fail(format!("disconnected {:#04x} ({r}) while idle", r.code()));
             }
             Ok(_) => {}
