@@ -1,5 +1,5 @@
-//! A bitcoin relay on braid: bridges one native bitcoin node (plain bitcoin TCP) into a
-//! braid overlay whose nodes speak the `btc` subprotocol, and relays between overlay
+//! A bitcoin relay on braid: bridges one native bitcoin node (bitcoin TCP, BIP324 v2 when
+//! the node accepts it, else v1) into a braid overlay whose nodes speak the `btc` subprotocol, and relays between overlay
 //! peers, so an announcement travels any number of braid hops.
 //!
 //! ```text
@@ -42,7 +42,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use p2p::node::Enode;
 use p2p::server::{Server, ServerConfig};
-use protocols::bitcoin::peer::{Config, Listener, LruSet, NativeTransport, Peer};
+use protocols::bitcoin::peer::{connect_auto, Config, Listener, LruSet, Peer};
 use protocols::bitcoin::txrequest::{TxRequestConfig, TxRequestTracker};
 use protocols::bitcoin::wire::{inv_type, services, Block, Hash256, InvVect, Message, Network, Tx};
 use tokio::sync::mpsc;
@@ -233,11 +233,17 @@ fn spawn_dial(server: &Server, enode: Enode) {
 // The native side: one outbound connection, redialed when it drops
 // ---------------------------------------------------------------------------------------
 
-/// Dial the native node and complete the version handshake.
-async fn connect_native(addr: SocketAddr, config: Config) -> Result<Peer, String> {
-    let transport = NativeTransport::connect(addr, config.network, CONNECT_TIMEOUT)
+/// Dial the native node, BIP324 v2 first with a v1 retry as Core does, and complete the
+/// version handshake. Over v2 the relay advertises `NODE_P2P_V2`, so the node keeps
+/// preferring v2 when it dials or gossips us.
+async fn connect_native(addr: SocketAddr, mut config: Config) -> Result<Peer, String> {
+    let transport = connect_auto(addr, config.network, CONNECT_TIMEOUT, true)
         .await
         .map_err(|e| e.to_string())?;
+    if transport.is_v2() {
+        config.services |= services::P2P_V2;
+    }
+    tracing::debug!(%addr, v2 = transport.is_v2(), "native transport up");
     let peer = Peer::start_outbound(config, transport);
     let handshake = async {
         // The peer has no "handshake done" signal besides its listener; poll its state.

@@ -111,13 +111,25 @@ async fn native_inv_reaches_a_braid_node_two_hops_away_and_back() {
         return;
     }
     example::example_path("btc_relay"); // build first if needed, outside the timeouts
-    let mut core = CorePeer::spawn(&["--listen", "0"]).await.expect("spawn");
+                                        // A v2-capable Core peer: the relay's native link must come up encrypted (BIP324).
+    let mut core = CorePeer::spawn(&["--listen", "0", "--v2"])
+        .await
+        .expect("spawn");
     let port = core.listening_port(T).await.to_string();
     let native = format!("127.0.0.1:{port}");
 
     // R1 bridges the native peer; R2 only has overlay peers; B dials R2.
     let (mut r1, r1_enode) = relay(&["--bitcoin", &native]).await;
-    core.expect_event(event("connected"), T).await;
+    let link = core.expect_event(event("connected"), T).await;
+    assert_eq!(
+        link["v2"], true,
+        "the relay's native link is not v2: {link}"
+    );
+    let version = core
+        .expect_event(|e| e["event"] == "recv" && e["command"] == "version", T)
+        .await;
+    let advertised = version["fields"]["nServices"].as_u64().unwrap_or(0);
+    assert_ne!(advertised & (1 << 11), 0, "no NODE_P2P_V2: {version}");
     r1.expect_line("+ native peer 127.0.0.1:", T).await;
     let (mut r2, r2_enode) = relay(&["--dial", &r1_enode]).await;
     r1.expect_line("+ overlay peer", T).await;
@@ -328,9 +340,12 @@ async fn unreachable_bitcoin_node() {
     // Something that accepts and hangs up: the version handshake fails.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    // Twice: the relay tries v2 first and, as the hang-up came before any byte, redials v1.
     let acceptor = std::thread::spawn(move || {
-        if let Ok((conn, _)) = listener.accept() {
-            drop(conn);
+        for _ in 0..2 {
+            if let Ok((conn, _)) = listener.accept() {
+                drop(conn);
+            }
         }
     });
     fails_with(&["--bitcoin", &addr], "version handshake failed").await;
@@ -348,7 +363,7 @@ mod bounds {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
-    use protocols::bitcoin::peer::{Config, Listener, NativeTransport, Peer};
+    use protocols::bitcoin::peer::{accept_auto, Config, Listener, Peer};
     use protocols::bitcoin::wire::{
         encode_frame, inv_type, read_frame, services, Block, Hash256, InvVect, Message, MsgVersion,
         NetAddress, Network, Tx,
@@ -408,7 +423,8 @@ mod bounds {
     /// A native node the relay dials: a listener whose one connection runs a [`Peer`].
     struct Node {
         addr: String,
-        peer: tokio::task::JoinHandle<Peer>,
+        /// The relay's connection and whether it came up as BIP324 v2.
+        peer: tokio::task::JoinHandle<(Peer, bool)>,
         role: Arc<Role>,
         seen: mpsc::UnboundedReceiver<Seen>,
     }
@@ -431,17 +447,18 @@ mod bounds {
                 ..Config::default()
             };
             let peer = tokio::spawn(async move {
-                let transport = tokio::time::timeout(T, NativeTransport::accept(&listener, NET))
+                let transport = tokio::time::timeout(T, accept_auto(&listener, NET, T))
                     .await
                     .expect("the relay dials in time")
                     .unwrap();
+                let v2 = transport.is_v2();
                 let peer = Peer::start_inbound(config, transport);
                 let start = Instant::now();
                 while !peer.verack_received() {
                     assert!(start.elapsed() < T, "handshake with the relay");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                peer
+                (peer, v2)
             });
             Node {
                 addr,
@@ -456,6 +473,10 @@ mod bounds {
         }
 
         async fn peer(&mut self) -> Peer {
+            self.connection().await.0
+        }
+
+        async fn connection(&mut self) -> (Peer, bool) {
             (&mut self.peer).await.expect("node task")
         }
 
@@ -484,10 +505,28 @@ mod bounds {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let task = tokio::spawn(async move {
-            let (mut s, _) = tokio::time::timeout(T, listener.accept())
-                .await
-                .expect("the relay dials in time")
-                .unwrap();
+            // The relay tries v2 first; a v1 node hangs up on its key and it redials v1.
+            let mut s = loop {
+                let (s, _) = tokio::time::timeout(T, listener.accept())
+                    .await
+                    .expect("the relay dials in time")
+                    .unwrap();
+                let mut magic = [0u8; 4];
+                let mut n = 0;
+                for _ in 0..100 {
+                    n = tokio::time::timeout(T, s.peek(&mut magic))
+                        .await
+                        .expect("the relay sends")
+                        .unwrap();
+                    if n >= 4 || n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if n == 4 && magic == NET.magic() {
+                    break s;
+                }
+            };
             let (msg, _) = read_frame(&mut s, NET, PVER).await.unwrap();
             assert!(matches!(msg, Message::Version(_)), "{msg:?}");
             let version = MsgVersion {
@@ -736,6 +775,21 @@ mod bounds {
         slow_reader.abort();
         println!("RELAY_BOUNDS slow readers: honest tx inv at the far side {took:?} after its announcement ({baseline:?} before the readers); {status}");
         drop(stuck);
+    }
+
+    /// The relay dials its native node with BIP324 v2 and, over v2, says so in its version.
+    #[tokio::test]
+    async fn native_links_speak_v2_and_advertise_it() {
+        let mut node = Node::start(false).await;
+        let _r = relay(&[node.addr.as_str()], &[]).await;
+        let (peer, v2) = node.connection().await;
+        assert!(v2, "the relay dialed its native node with v1");
+        assert_ne!(
+            peer.services() & services::P2P_V2,
+            0,
+            "the relay's version lacks NODE_P2P_V2: {:#x}",
+            peer.services()
+        );
     }
 
     /// Issue 11 item 10: `MSG_BLOCK` and `MSG_TX` get no witness data; the witness forms
