@@ -15,7 +15,9 @@
 //! overlay; their `getdata` is served from the cache (`notfound` otherwise; a plain
 //! `MSG_TX`/`MSG_BLOCK` request gets the data without witnesses). Each item is
 //! fetched and announced once, and never announced back to where it came from, so rings
-//! of relays do not loop.
+//! of relays do not loop. Transactions go by wtxid (`MSG_WTX`) to and from peers that
+//! negotiated BIP339 `wtxidrelay`, by txid to the others; an item is tracked under the id
+//! it was announced by, and both ids are settled when it arrives.
 //!
 //! Which announcer to ask is decided by [`TxRequestTracker`] (Bitcoin Core's rules): every
 //! announcer of an item is remembered and the next one is asked when one answers
@@ -210,6 +212,8 @@ fn peer_config(side: Side, args: &Args, events: mpsc::Sender<Event>) -> Config {
         network: args.network.into(),
         // We relay witness data but keep no chain: not NODE_NETWORK.
         services: services::WITNESS,
+        // BIP339: txs go by wtxid to peers that also send `wtxidrelay`, by txid otherwise.
+        wtxid_relay: true,
         user_agent_name: USER_AGENT_NAME.into(),
         user_agent_version: env!("CARGO_PKG_VERSION").into(),
         trickle_interval: args.trickle_interval,
@@ -374,12 +378,16 @@ impl Listener for Bridge {
 /// The kinds of item relayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
+    /// A transaction by txid.
     Tx,
+    /// A transaction by wtxid (BIP339 `MSG_WTX`).
+    Wtx,
     Block,
 }
 
-/// One relayed item: kind and txid / block hash (witness and non-witness inventory
-/// types name the same item).
+/// One relayed item: kind and txid / wtxid / block hash (witness and non-witness
+/// inventory types name the same item). A transaction is tracked under the id it was
+/// announced by; both ids are known once it arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Item {
     kind: Kind,
@@ -388,10 +396,11 @@ struct Item {
 
 impl Item {
     /// The item an inventory vector names; `None` for kinds we do not relay (filtered
-    /// and compact blocks, wtxid announcements).
+    /// and compact blocks).
     fn of(iv: &InvVect) -> Option<Item> {
         let kind = match iv.inv_type {
             inv_type::TX | inv_type::WITNESS_TX => Kind::Tx,
+            inv_type::WTX => Kind::Wtx,
             inv_type::BLOCK | inv_type::WITNESS_BLOCK => Kind::Block,
             _ => return None,
         };
@@ -405,6 +414,7 @@ impl Item {
     fn announcement(self) -> InvVect {
         let inv_type = match self.kind {
             Kind::Tx => inv_type::TX,
+            Kind::Wtx => inv_type::WTX,
             Kind::Block => inv_type::BLOCK,
         };
         InvVect {
@@ -413,10 +423,11 @@ impl Item {
         }
     }
 
-    /// How to ask `peer` for it: with witness data when the peer offers it.
+    /// How to ask `peer` for it: with witness data when the peer offers it (`MSG_WTX`
+    /// always means with witness data).
     fn request(self, peer: &Peer) -> InvVect {
         let mut iv = self.announcement();
-        if peer.is_witness_enabled() {
+        if self.kind != Kind::Wtx && peer.is_witness_enabled() {
             iv.inv_type |= inv_type::WITNESS_FLAG;
         }
         iv
@@ -424,7 +435,7 @@ impl Item {
 
     fn kind_name(self) -> &'static str {
         match self.kind {
-            Kind::Tx => "tx",
+            Kind::Tx | Kind::Wtx => "tx",
             Kind::Block => "block",
         }
     }
@@ -438,6 +449,7 @@ enum Payload {
 }
 
 impl Payload {
+    /// The item under its txid or block hash (the cache key).
     fn item(&self) -> Item {
         match self {
             Payload::Tx(tx) => Item {
@@ -448,6 +460,32 @@ impl Payload {
                 kind: Kind::Block,
                 hash: block.hash(),
             },
+        }
+    }
+
+    /// Every id the payload goes by: a transaction's txid and wtxid, a block's hash.
+    fn items(&self) -> Vec<Item> {
+        match self {
+            Payload::Tx(tx) => vec![
+                self.item(),
+                Item {
+                    kind: Kind::Wtx,
+                    hash: tx.wtxid(),
+                },
+            ],
+            Payload::Block(_) => vec![self.item()],
+        }
+    }
+
+    /// How to announce it to `peer`: by wtxid when the link negotiated BIP339.
+    fn announcement_for(&self, peer: &Peer) -> InvVect {
+        match self {
+            Payload::Tx(tx) if peer.wtxid_relay() => Item {
+                kind: Kind::Wtx,
+                hash: tx.wtxid(),
+            }
+            .announcement(),
+            _ => self.item().announcement(),
         }
     }
 
@@ -496,12 +534,21 @@ impl Payload {
 #[derive(Default)]
 struct Cache {
     items: HashMap<Item, Payload>,
+    /// wtxid -> txid of the cached transactions (as many entries as cached txs).
+    wtxids: HashMap<Hash256, Hash256>,
     order: VecDeque<Item>,
     bytes: usize,
 }
 
 impl Cache {
     fn get(&self, item: &Item) -> Option<&Payload> {
+        if item.kind == Kind::Wtx {
+            let txid = self.wtxids.get(&item.hash)?;
+            return self.items.get(&Item {
+                kind: Kind::Tx,
+                hash: *txid,
+            });
+        }
         self.items.get(item)
     }
 
@@ -517,7 +564,13 @@ impl Cache {
             };
             if let Some(gone) = self.items.remove(&old) {
                 self.bytes -= gone.len();
+                if let Payload::Tx(tx) = &gone {
+                    self.wtxids.remove(&tx.wtxid());
+                }
             }
+        }
+        if let Payload::Tx(tx) = &payload {
+            self.wtxids.insert(tx.wtxid(), tx.txid());
         }
         self.bytes += payload.len();
         self.order.push_back(item);
@@ -740,22 +793,35 @@ impl Relay {
     /// validate must not let any peer push data through the whole overlay.)
     fn on_payload(&mut self, from: u64, payload: Payload) {
         let item = payload.item();
+        let ids = payload.items();
         let Some(source) = self.peers.get(&from) else {
             return;
         };
-        source.peer.add_known_inventory(item.announcement());
+        for id in &ids {
+            source.peer.add_known_inventory(id.announcement());
+        }
         let source_side = source.side;
-        if !self.requests.received(from, item) {
+        // Asked for under either id (the one it was announced by); settle both.
+        let mut requested = false;
+        for id in &ids {
+            requested |= self.requests.received(from, *id);
+        }
+        if !requested {
             tracing::debug!(%item.hash, "unrequested {}; dropped", item.kind_name());
             return;
         }
-        self.seen.insert(item);
+        // Announcements of it under its other id (from peers of the other mode) are
+        // settled too, so it is fetched and relayed once.
+        for id in &ids {
+            self.requests.forget(*id);
+            self.seen.insert(*id);
+        }
         let size = payload.len();
         self.cache.insert(&payload);
 
-        let iv = item.announcement();
         let (mut native, mut overlay) = (0, 0);
         for (id, link) in &self.peers {
+            let iv = payload.announcement_for(&link.peer);
             if *id == from || link.peer.is_known_inventory(&iv) {
                 continue;
             }
@@ -769,7 +835,7 @@ impl Relay {
             }
         }
         match item.kind {
-            Kind::Tx => self.totals.relayed_tx += 1,
+            Kind::Tx | Kind::Wtx => self.totals.relayed_tx += 1,
             Kind::Block => self.totals.relayed_blocks += 1,
         }
         self.totals.relayed_bytes += size as u64;

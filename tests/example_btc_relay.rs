@@ -246,7 +246,11 @@ async fn native_inv_reaches_a_braid_node_two_hops_away_and_back() {
         })
         .await;
     let inv = core.expect_event(recv("inv"), T).await;
-    assert_eq!(inv["fields"]["inv"], json!([[inv_type::TX, own_txid]]));
+    // Core's framework sent `wtxidrelay` and so did R1: the announcement goes by wtxid.
+    assert_eq!(
+        inv["fields"]["inv"],
+        json!([[inv_type::WTX, own.wtxid().to_string()]])
+    );
     let got = core.expect_event(recv("tx"), T).await;
     assert_eq!(got["fields"]["txid"], own_txid.as_str());
     assert_eq!(got["fields"]["hex"], LEGACY_TX);
@@ -431,6 +435,11 @@ mod bounds {
 
     impl Node {
         async fn start(withhold: bool) -> Node {
+            Node::start_with(withhold, false).await
+        }
+
+        /// `wtxid`: send BIP339 `wtxidrelay` in the handshake.
+        async fn start_with(withhold: bool, wtxid: bool) -> Node {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let (tx, seen) = mpsc::unbounded_channel();
@@ -443,6 +452,7 @@ mod bounds {
                 network: NET,
                 services: services::NETWORK | services::WITNESS,
                 trickle_interval: Duration::from_millis(100),
+                wtxid_relay: wtxid,
                 listener: role.clone(),
                 ..Config::default()
             };
@@ -855,6 +865,82 @@ mod bounds {
                 Seen::Tx(got) => assert_eq!(got.as_bytes(), &want, "inv type {t:#x}"),
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// BIP339 bridging: a tx announced by wtxid by a wtxid-relay node is requested by
+    /// wtxid and announced by txid to a txid node, and the other way round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wtxid_and_txid_peers_are_bridged() {
+        let mut wtx_node = Node::start_with(false, true).await;
+        let mut txid_node = Node::start(false).await;
+        let segwit = tx(SEGWIT_TX);
+        let legacy = tx(LEGACY_TX);
+        assert_ne!(segwit.txid(), segwit.wtxid());
+        wtx_node.hold(segwit.wtxid(), Message::Tx(segwit.clone()));
+        txid_node.hold(legacy.txid(), Message::Tx(legacy.clone()));
+        let addrs = [wtx_node.addr.clone(), txid_node.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (w, t) = (wtx_node.peer().await, txid_node.peer().await);
+        assert!(w.wtxid_relay(), "BIP339 not negotiated with the relay");
+        assert!(!t.wtxid_relay());
+        let iv = |inv_type, hash| InvVect { inv_type, hash };
+
+        // wtxid side -> txid side.
+        w.queue_message(Message::Inv(vec![iv(inv_type::WTX, segwit.wtxid())]), None)
+            .await;
+        let want = iv(inv_type::WTX, segwit.wtxid());
+        wtx_node
+            .expect(
+                T,
+                "getdata by wtxid",
+                |s| matches!(s, Seen::GetData(v) if v.contains(&want)),
+            )
+            .await;
+        r.expect_line(&format!("relay inv tx {}", segwit.txid()), T)
+            .await;
+        let want = iv(inv_type::TX, segwit.txid());
+        txid_node
+            .expect(
+                T,
+                "inv by txid",
+                |s| matches!(s, Seen::Inv(v) if v.contains(&want)),
+            )
+            .await;
+        t.queue_message(
+            Message::GetData(vec![iv(inv_type::WITNESS_TX, segwit.txid())]),
+            None,
+        )
+        .await;
+        match txid_node
+            .expect(T, "the tx", |s| matches!(s, Seen::Tx(_)))
+            .await
+        {
+            Seen::Tx(got) => assert_eq!(got.as_bytes(), segwit.as_bytes()),
+            other => panic!("{other:?}"),
+        }
+
+        // txid side -> wtxid side: announced by wtxid, served by wtxid.
+        t.queue_message(Message::Inv(vec![iv(inv_type::TX, legacy.txid())]), None)
+            .await;
+        r.expect_line(&format!("relay inv tx {}", legacy.txid()), T)
+            .await;
+        let want = iv(inv_type::WTX, legacy.wtxid());
+        wtx_node
+            .expect(
+                T,
+                "inv by wtxid",
+                |s| matches!(s, Seen::Inv(v) if v.contains(&want)),
+            )
+            .await;
+        w.queue_message(Message::GetData(vec![want]), None).await;
+        match wtx_node
+            .expect(T, "the tx", |s| matches!(s, Seen::Tx(_)))
+            .await
+        {
+            Seen::Tx(got) => assert_eq!(got.txid(), legacy.txid()),
+            other => panic!("{other:?}"),
         }
     }
 }
