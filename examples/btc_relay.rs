@@ -18,6 +18,8 @@
 //! of relays do not loop. Transactions go by wtxid (`MSG_WTX`) to and from peers that
 //! negotiated BIP339 `wtxidrelay`, by txid to the others; an item is tracked under the id
 //! it was announced by, and both ids are settled when it arrives.
+//! A block whose header fails its own proof of work (hash above its target, or a target
+//! easier than the network allows) is dropped unannounced and its sender disconnected.
 //!
 //! Which announcer to ask is decided by [`TxRequestTracker`] (Bitcoin Core's rules): every
 //! announcer of an item is remembered and the next one is asked when one answers
@@ -191,10 +193,13 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .collect();
     drop(events); // the peers' listeners hold the remaining senders
 
-    let mut relay = Relay::new(TxRequestConfig {
-        request_timeout: args.request_timeout,
-        ..TxRequestConfig::default()
-    });
+    let mut relay = Relay::new(
+        args.network.into(),
+        TxRequestConfig {
+            request_timeout: args.request_timeout,
+            ..TxRequestConfig::default()
+        },
+    );
     relay.run(inbox, args.status_interval).await;
 
     println!("shutting down: {}", relay.status());
@@ -649,6 +654,8 @@ struct Totals {
 
 /// All relay state; owned by one task, so no locks.
 struct Relay {
+    /// Whose proof-of-work limit a block header is checked against.
+    network: Network,
     peers: HashMap<u64, Link>,
     cache: Cache,
     /// Every item fetched so far (bounded): fetched and announced once only.
@@ -659,8 +666,9 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(requests: TxRequestConfig) -> Relay {
+    fn new(network: Network, requests: TxRequestConfig) -> Relay {
         Relay {
+            network,
             peers: HashMap::new(),
             cache: Cache::default(),
             seen: LruSet::new(SEEN_ITEMS),
@@ -801,6 +809,24 @@ impl Relay {
             source.peer.add_known_inventory(id.announcement());
         }
         let source_side = source.side;
+        // The cheap check a relay can make without the chain: a block whose header does
+        // not meet its own target (or a target easier than the network allows) is junk
+        // that cost its sender nothing. It is dropped, never announced, and the sender
+        // disconnected. (Transactions were already bounded in size and parsed by the
+        // codec, whose failure disconnects the peer.)
+        if let Payload::Block(block) = &payload {
+            if !block.header().check_proof_of_work(self.network) {
+                println!(
+                    "! {} peer {}: block {} fails proof of work; disconnecting",
+                    source_side.name(),
+                    source.peer.addr(),
+                    item.hash
+                );
+                source.peer.disconnect();
+                self.requests.forget(item);
+                return;
+            }
+        }
         // Asked for under either id (the one it was announced by); settle both.
         let mut requested = false;
         for id in &ids {

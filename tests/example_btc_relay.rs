@@ -943,4 +943,56 @@ mod bounds {
             other => panic!("{other:?}"),
         }
     }
+
+    /// A block whose header misses its own target is dropped, never announced, and its
+    /// sender disconnected; the relay keeps serving the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn block_failing_proof_of_work_is_dropped_and_its_sender_dropped() {
+        let mut bad_node = Node::start(false).await;
+        let mut far = Node::start(false).await;
+        let good = Block::from_bytes(Bytes::from(hex::decode(MAINNET_BLOCK).unwrap())).unwrap();
+        assert!(good.header().check_proof_of_work(Network::Regtest));
+        // The same block with another nonce: its hash no longer meets its target.
+        let mut raw = hex::decode(MAINNET_BLOCK).unwrap();
+        raw[76] ^= 1;
+        let block = Block::from_bytes(Bytes::from(raw)).unwrap();
+        assert!(!block.header().check_proof_of_work(Network::Regtest));
+        bad_node.hold(block.hash(), Message::Block(block.clone()));
+        let addrs = [bad_node.addr.clone(), far.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (b, f) = (bad_node.peer().await, far.peer().await);
+        b.queue_message(
+            Message::Inv(vec![InvVect {
+                inv_type: inv_type::BLOCK,
+                hash: block.hash(),
+            }]),
+            None,
+        )
+        .await;
+        r.expect_line(&format!("block {} fails proof of work", block.hash()), T)
+            .await;
+        tokio::time::timeout(T, b.wait_for_disconnect())
+            .await
+            .expect("the sender is disconnected");
+        // Up to the next status line (printed after the drop): nothing was relayed.
+        let status = loop {
+            let line = r.next_line(T).await.expect("a status line");
+            assert!(
+                !line.starts_with("relay inv block"),
+                "announced onward: {line}"
+            );
+            if line.starts_with("status: ") {
+                break line;
+            }
+        };
+        assert!(status.contains("blocks 0"), "{status}");
+        assert!(f.connected(), "the other native peer was dropped too");
+        while let Ok(seen) = far.seen.try_recv() {
+            assert!(
+                !matches!(&seen, Seen::Inv(v) if v.iter().any(|iv| iv.hash == block.hash())),
+                "far got an inv of the bad block"
+            );
+        }
+    }
 }
