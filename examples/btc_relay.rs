@@ -1,5 +1,5 @@
-//! A bitcoin relay on braid: bridges one native bitcoin node (plain bitcoin TCP) into a
-//! braid overlay whose nodes speak the `btc` subprotocol, and relays between overlay
+//! A bitcoin relay on braid: bridges one native bitcoin node (bitcoin TCP, BIP324 v2 when
+//! the node accepts it, else v1) into a braid overlay whose nodes speak the `btc` subprotocol, and relays between overlay
 //! peers, so an announcement travels any number of braid hops.
 //!
 //! ```text
@@ -15,7 +15,11 @@
 //! overlay; their `getdata` is served from the cache (`notfound` otherwise; a plain
 //! `MSG_TX`/`MSG_BLOCK` request gets the data without witnesses). Each item is
 //! fetched and announced once, and never announced back to where it came from, so rings
-//! of relays do not loop.
+//! of relays do not loop. Transactions go by wtxid (`MSG_WTX`) to and from peers that
+//! negotiated BIP339 `wtxidrelay`, by txid to the others; an item is tracked under the id
+//! it was announced by, and both ids are settled when it arrives.
+//! A block whose header fails its own proof of work (hash above its target, or a target
+//! easier than the network allows) is dropped unannounced and its sender disconnected.
 //!
 //! Which announcer to ask is decided by [`TxRequestTracker`] (Bitcoin Core's rules): every
 //! announcer of an item is remembered and the next one is asked when one answers
@@ -42,7 +46,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use p2p::node::Enode;
 use p2p::server::{Server, ServerConfig};
-use protocols::bitcoin::peer::{Config, Listener, LruSet, NativeTransport, Peer};
+use protocols::bitcoin::peer::{connect_auto, Config, Listener, LruSet, Peer};
 use protocols::bitcoin::txrequest::{TxRequestConfig, TxRequestTracker};
 use protocols::bitcoin::wire::{inv_type, services, Block, Hash256, InvVect, Message, Network, Tx};
 use tokio::sync::mpsc;
@@ -189,10 +193,13 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .collect();
     drop(events); // the peers' listeners hold the remaining senders
 
-    let mut relay = Relay::new(TxRequestConfig {
-        request_timeout: args.request_timeout,
-        ..TxRequestConfig::default()
-    });
+    let mut relay = Relay::new(
+        args.network.into(),
+        TxRequestConfig {
+            request_timeout: args.request_timeout,
+            ..TxRequestConfig::default()
+        },
+    );
     relay.run(inbox, args.status_interval).await;
 
     println!("shutting down: {}", relay.status());
@@ -210,6 +217,8 @@ fn peer_config(side: Side, args: &Args, events: mpsc::Sender<Event>) -> Config {
         network: args.network.into(),
         // We relay witness data but keep no chain: not NODE_NETWORK.
         services: services::WITNESS,
+        // BIP339: txs go by wtxid to peers that also send `wtxidrelay`, by txid otherwise.
+        wtxid_relay: true,
         user_agent_name: USER_AGENT_NAME.into(),
         user_agent_version: env!("CARGO_PKG_VERSION").into(),
         trickle_interval: args.trickle_interval,
@@ -233,11 +242,17 @@ fn spawn_dial(server: &Server, enode: Enode) {
 // The native side: one outbound connection, redialed when it drops
 // ---------------------------------------------------------------------------------------
 
-/// Dial the native node and complete the version handshake.
-async fn connect_native(addr: SocketAddr, config: Config) -> Result<Peer, String> {
-    let transport = NativeTransport::connect(addr, config.network, CONNECT_TIMEOUT)
+/// Dial the native node, BIP324 v2 first with a v1 retry as Core does, and complete the
+/// version handshake. Over v2 the relay advertises `NODE_P2P_V2`, so the node keeps
+/// preferring v2 when it dials or gossips us.
+async fn connect_native(addr: SocketAddr, mut config: Config) -> Result<Peer, String> {
+    let transport = connect_auto(addr, config.network, CONNECT_TIMEOUT, true)
         .await
         .map_err(|e| e.to_string())?;
+    if transport.is_v2() {
+        config.services |= services::P2P_V2;
+    }
+    tracing::debug!(%addr, v2 = transport.is_v2(), "native transport up");
     let peer = Peer::start_outbound(config, transport);
     let handshake = async {
         // The peer has no "handshake done" signal besides its listener; poll its state.
@@ -368,12 +383,16 @@ impl Listener for Bridge {
 /// The kinds of item relayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
+    /// A transaction by txid.
     Tx,
+    /// A transaction by wtxid (BIP339 `MSG_WTX`).
+    Wtx,
     Block,
 }
 
-/// One relayed item: kind and txid / block hash (witness and non-witness inventory
-/// types name the same item).
+/// One relayed item: kind and txid / wtxid / block hash (witness and non-witness
+/// inventory types name the same item). A transaction is tracked under the id it was
+/// announced by; both ids are known once it arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Item {
     kind: Kind,
@@ -382,10 +401,11 @@ struct Item {
 
 impl Item {
     /// The item an inventory vector names; `None` for kinds we do not relay (filtered
-    /// and compact blocks, wtxid announcements).
+    /// and compact blocks).
     fn of(iv: &InvVect) -> Option<Item> {
         let kind = match iv.inv_type {
             inv_type::TX | inv_type::WITNESS_TX => Kind::Tx,
+            inv_type::WTX => Kind::Wtx,
             inv_type::BLOCK | inv_type::WITNESS_BLOCK => Kind::Block,
             _ => return None,
         };
@@ -399,6 +419,7 @@ impl Item {
     fn announcement(self) -> InvVect {
         let inv_type = match self.kind {
             Kind::Tx => inv_type::TX,
+            Kind::Wtx => inv_type::WTX,
             Kind::Block => inv_type::BLOCK,
         };
         InvVect {
@@ -407,10 +428,11 @@ impl Item {
         }
     }
 
-    /// How to ask `peer` for it: with witness data when the peer offers it.
+    /// How to ask `peer` for it: with witness data when the peer offers it (`MSG_WTX`
+    /// always means with witness data).
     fn request(self, peer: &Peer) -> InvVect {
         let mut iv = self.announcement();
-        if peer.is_witness_enabled() {
+        if self.kind != Kind::Wtx && peer.is_witness_enabled() {
             iv.inv_type |= inv_type::WITNESS_FLAG;
         }
         iv
@@ -418,7 +440,7 @@ impl Item {
 
     fn kind_name(self) -> &'static str {
         match self.kind {
-            Kind::Tx => "tx",
+            Kind::Tx | Kind::Wtx => "tx",
             Kind::Block => "block",
         }
     }
@@ -432,6 +454,7 @@ enum Payload {
 }
 
 impl Payload {
+    /// The item under its txid or block hash (the cache key).
     fn item(&self) -> Item {
         match self {
             Payload::Tx(tx) => Item {
@@ -442,6 +465,32 @@ impl Payload {
                 kind: Kind::Block,
                 hash: block.hash(),
             },
+        }
+    }
+
+    /// Every id the payload goes by: a transaction's txid and wtxid, a block's hash.
+    fn items(&self) -> Vec<Item> {
+        match self {
+            Payload::Tx(tx) => vec![
+                self.item(),
+                Item {
+                    kind: Kind::Wtx,
+                    hash: tx.wtxid(),
+                },
+            ],
+            Payload::Block(_) => vec![self.item()],
+        }
+    }
+
+    /// How to announce it to `peer`: by wtxid when the link negotiated BIP339.
+    fn announcement_for(&self, peer: &Peer) -> InvVect {
+        match self {
+            Payload::Tx(tx) if peer.wtxid_relay() => Item {
+                kind: Kind::Wtx,
+                hash: tx.wtxid(),
+            }
+            .announcement(),
+            _ => self.item().announcement(),
         }
     }
 
@@ -490,12 +539,21 @@ impl Payload {
 #[derive(Default)]
 struct Cache {
     items: HashMap<Item, Payload>,
+    /// wtxid -> txid of the cached transactions (as many entries as cached txs).
+    wtxids: HashMap<Hash256, Hash256>,
     order: VecDeque<Item>,
     bytes: usize,
 }
 
 impl Cache {
     fn get(&self, item: &Item) -> Option<&Payload> {
+        if item.kind == Kind::Wtx {
+            let txid = self.wtxids.get(&item.hash)?;
+            return self.items.get(&Item {
+                kind: Kind::Tx,
+                hash: *txid,
+            });
+        }
         self.items.get(item)
     }
 
@@ -511,7 +569,13 @@ impl Cache {
             };
             if let Some(gone) = self.items.remove(&old) {
                 self.bytes -= gone.len();
+                if let Payload::Tx(tx) = &gone {
+                    self.wtxids.remove(&tx.wtxid());
+                }
             }
+        }
+        if let Payload::Tx(tx) = &payload {
+            self.wtxids.insert(tx.wtxid(), tx.txid());
         }
         self.bytes += payload.len();
         self.order.push_back(item);
@@ -590,6 +654,8 @@ struct Totals {
 
 /// All relay state; owned by one task, so no locks.
 struct Relay {
+    /// Whose proof-of-work limit a block header is checked against.
+    network: Network,
     peers: HashMap<u64, Link>,
     cache: Cache,
     /// Every item fetched so far (bounded): fetched and announced once only.
@@ -600,8 +666,9 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(requests: TxRequestConfig) -> Relay {
+    fn new(network: Network, requests: TxRequestConfig) -> Relay {
         Relay {
+            network,
             peers: HashMap::new(),
             cache: Cache::default(),
             seen: LruSet::new(SEEN_ITEMS),
@@ -734,22 +801,53 @@ impl Relay {
     /// validate must not let any peer push data through the whole overlay.)
     fn on_payload(&mut self, from: u64, payload: Payload) {
         let item = payload.item();
+        let ids = payload.items();
         let Some(source) = self.peers.get(&from) else {
             return;
         };
-        source.peer.add_known_inventory(item.announcement());
+        for id in &ids {
+            source.peer.add_known_inventory(id.announcement());
+        }
         let source_side = source.side;
-        if !self.requests.received(from, item) {
+        // The cheap check a relay can make without the chain: a block whose header does
+        // not meet its own target (or a target easier than the network allows) is junk
+        // that cost its sender nothing. It is dropped, never announced, and the sender
+        // disconnected. (Transactions were already bounded in size and parsed by the
+        // codec, whose failure disconnects the peer.)
+        if let Payload::Block(block) = &payload {
+            if !block.header().check_proof_of_work(self.network) {
+                println!(
+                    "! {} peer {}: block {} fails proof of work; disconnecting",
+                    source_side.name(),
+                    source.peer.addr(),
+                    item.hash
+                );
+                source.peer.disconnect();
+                self.requests.forget(item);
+                return;
+            }
+        }
+        // Asked for under either id (the one it was announced by); settle both.
+        let mut requested = false;
+        for id in &ids {
+            requested |= self.requests.received(from, *id);
+        }
+        if !requested {
             tracing::debug!(%item.hash, "unrequested {}; dropped", item.kind_name());
             return;
         }
-        self.seen.insert(item);
+        // Announcements of it under its other id (from peers of the other mode) are
+        // settled too, so it is fetched and relayed once.
+        for id in &ids {
+            self.requests.forget(*id);
+            self.seen.insert(*id);
+        }
         let size = payload.len();
         self.cache.insert(&payload);
 
-        let iv = item.announcement();
         let (mut native, mut overlay) = (0, 0);
         for (id, link) in &self.peers {
+            let iv = payload.announcement_for(&link.peer);
             if *id == from || link.peer.is_known_inventory(&iv) {
                 continue;
             }
@@ -763,7 +861,7 @@ impl Relay {
             }
         }
         match item.kind {
-            Kind::Tx => self.totals.relayed_tx += 1,
+            Kind::Tx | Kind::Wtx => self.totals.relayed_tx += 1,
             Kind::Block => self.totals.relayed_blocks += 1,
         }
         self.totals.relayed_bytes += size as u64;

@@ -111,13 +111,25 @@ async fn native_inv_reaches_a_braid_node_two_hops_away_and_back() {
         return;
     }
     example::example_path("btc_relay"); // build first if needed, outside the timeouts
-    let mut core = CorePeer::spawn(&["--listen", "0"]).await.expect("spawn");
+                                        // A v2-capable Core peer: the relay's native link must come up encrypted (BIP324).
+    let mut core = CorePeer::spawn(&["--listen", "0", "--v2"])
+        .await
+        .expect("spawn");
     let port = core.listening_port(T).await.to_string();
     let native = format!("127.0.0.1:{port}");
 
     // R1 bridges the native peer; R2 only has overlay peers; B dials R2.
     let (mut r1, r1_enode) = relay(&["--bitcoin", &native]).await;
-    core.expect_event(event("connected"), T).await;
+    let link = core.expect_event(event("connected"), T).await;
+    assert_eq!(
+        link["v2"], true,
+        "the relay's native link is not v2: {link}"
+    );
+    let version = core
+        .expect_event(|e| e["event"] == "recv" && e["command"] == "version", T)
+        .await;
+    let advertised = version["fields"]["nServices"].as_u64().unwrap_or(0);
+    assert_ne!(advertised & (1 << 11), 0, "no NODE_P2P_V2: {version}");
     r1.expect_line("+ native peer 127.0.0.1:", T).await;
     let (mut r2, r2_enode) = relay(&["--dial", &r1_enode]).await;
     r1.expect_line("+ overlay peer", T).await;
@@ -234,7 +246,11 @@ async fn native_inv_reaches_a_braid_node_two_hops_away_and_back() {
         })
         .await;
     let inv = core.expect_event(recv("inv"), T).await;
-    assert_eq!(inv["fields"]["inv"], json!([[inv_type::TX, own_txid]]));
+    // Core's framework sent `wtxidrelay` and so did R1: the announcement goes by wtxid.
+    assert_eq!(
+        inv["fields"]["inv"],
+        json!([[inv_type::WTX, own.wtxid().to_string()]])
+    );
     let got = core.expect_event(recv("tx"), T).await;
     assert_eq!(got["fields"]["txid"], own_txid.as_str());
     assert_eq!(got["fields"]["hex"], LEGACY_TX);
@@ -328,9 +344,12 @@ async fn unreachable_bitcoin_node() {
     // Something that accepts and hangs up: the version handshake fails.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    // Twice: the relay tries v2 first and, as the hang-up came before any byte, redials v1.
     let acceptor = std::thread::spawn(move || {
-        if let Ok((conn, _)) = listener.accept() {
-            drop(conn);
+        for _ in 0..2 {
+            if let Ok((conn, _)) = listener.accept() {
+                drop(conn);
+            }
         }
     });
     fails_with(&["--bitcoin", &addr], "version handshake failed").await;
@@ -348,7 +367,7 @@ mod bounds {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
-    use protocols::bitcoin::peer::{Config, Listener, NativeTransport, Peer};
+    use protocols::bitcoin::peer::{accept_auto, Config, Listener, Peer};
     use protocols::bitcoin::wire::{
         encode_frame, inv_type, read_frame, services, Block, Hash256, InvVect, Message, MsgVersion,
         NetAddress, Network, Tx,
@@ -408,13 +427,19 @@ mod bounds {
     /// A native node the relay dials: a listener whose one connection runs a [`Peer`].
     struct Node {
         addr: String,
-        peer: tokio::task::JoinHandle<Peer>,
+        /// The relay's connection and whether it came up as BIP324 v2.
+        peer: tokio::task::JoinHandle<(Peer, bool)>,
         role: Arc<Role>,
         seen: mpsc::UnboundedReceiver<Seen>,
     }
 
     impl Node {
         async fn start(withhold: bool) -> Node {
+            Node::start_with(withhold, false).await
+        }
+
+        /// `wtxid`: send BIP339 `wtxidrelay` in the handshake.
+        async fn start_with(withhold: bool, wtxid: bool) -> Node {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let (tx, seen) = mpsc::unbounded_channel();
@@ -427,21 +452,23 @@ mod bounds {
                 network: NET,
                 services: services::NETWORK | services::WITNESS,
                 trickle_interval: Duration::from_millis(100),
+                wtxid_relay: wtxid,
                 listener: role.clone(),
                 ..Config::default()
             };
             let peer = tokio::spawn(async move {
-                let transport = tokio::time::timeout(T, NativeTransport::accept(&listener, NET))
+                let transport = tokio::time::timeout(T, accept_auto(&listener, NET, T))
                     .await
                     .expect("the relay dials in time")
                     .unwrap();
+                let v2 = transport.is_v2();
                 let peer = Peer::start_inbound(config, transport);
                 let start = Instant::now();
                 while !peer.verack_received() {
                     assert!(start.elapsed() < T, "handshake with the relay");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                peer
+                (peer, v2)
             });
             Node {
                 addr,
@@ -456,6 +483,10 @@ mod bounds {
         }
 
         async fn peer(&mut self) -> Peer {
+            self.connection().await.0
+        }
+
+        async fn connection(&mut self) -> (Peer, bool) {
             (&mut self.peer).await.expect("node task")
         }
 
@@ -484,10 +515,28 @@ mod bounds {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let task = tokio::spawn(async move {
-            let (mut s, _) = tokio::time::timeout(T, listener.accept())
-                .await
-                .expect("the relay dials in time")
-                .unwrap();
+            // The relay tries v2 first; a v1 node hangs up on its key and it redials v1.
+            let mut s = loop {
+                let (s, _) = tokio::time::timeout(T, listener.accept())
+                    .await
+                    .expect("the relay dials in time")
+                    .unwrap();
+                let mut magic = [0u8; 4];
+                let mut n = 0;
+                for _ in 0..100 {
+                    n = tokio::time::timeout(T, s.peek(&mut magic))
+                        .await
+                        .expect("the relay sends")
+                        .unwrap();
+                    if n >= 4 || n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if n == 4 && magic == NET.magic() {
+                    break s;
+                }
+            };
             let (msg, _) = read_frame(&mut s, NET, PVER).await.unwrap();
             assert!(matches!(msg, Message::Version(_)), "{msg:?}");
             let version = MsgVersion {
@@ -738,6 +787,21 @@ mod bounds {
         drop(stuck);
     }
 
+    /// The relay dials its native node with BIP324 v2 and, over v2, says so in its version.
+    #[tokio::test]
+    async fn native_links_speak_v2_and_advertise_it() {
+        let mut node = Node::start(false).await;
+        let _r = relay(&[node.addr.as_str()], &[]).await;
+        let (peer, v2) = node.connection().await;
+        assert!(v2, "the relay dialed its native node with v1");
+        assert_ne!(
+            peer.services() & services::P2P_V2,
+            0,
+            "the relay's version lacks NODE_P2P_V2: {:#x}",
+            peer.services()
+        );
+    }
+
     /// Issue 11 item 10: `MSG_BLOCK` and `MSG_TX` get no witness data; the witness forms
     /// get the bytes as relayed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -801,6 +865,134 @@ mod bounds {
                 Seen::Tx(got) => assert_eq!(got.as_bytes(), &want, "inv type {t:#x}"),
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// BIP339 bridging: a tx announced by wtxid by a wtxid-relay node is requested by
+    /// wtxid and announced by txid to a txid node, and the other way round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wtxid_and_txid_peers_are_bridged() {
+        let mut wtx_node = Node::start_with(false, true).await;
+        let mut txid_node = Node::start(false).await;
+        let segwit = tx(SEGWIT_TX);
+        let legacy = tx(LEGACY_TX);
+        assert_ne!(segwit.txid(), segwit.wtxid());
+        wtx_node.hold(segwit.wtxid(), Message::Tx(segwit.clone()));
+        txid_node.hold(legacy.txid(), Message::Tx(legacy.clone()));
+        let addrs = [wtx_node.addr.clone(), txid_node.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (w, t) = (wtx_node.peer().await, txid_node.peer().await);
+        assert!(w.wtxid_relay(), "BIP339 not negotiated with the relay");
+        assert!(!t.wtxid_relay());
+        let iv = |inv_type, hash| InvVect { inv_type, hash };
+
+        // wtxid side -> txid side.
+        w.queue_message(Message::Inv(vec![iv(inv_type::WTX, segwit.wtxid())]), None)
+            .await;
+        let want = iv(inv_type::WTX, segwit.wtxid());
+        wtx_node
+            .expect(
+                T,
+                "getdata by wtxid",
+                |s| matches!(s, Seen::GetData(v) if v.contains(&want)),
+            )
+            .await;
+        r.expect_line(&format!("relay inv tx {}", segwit.txid()), T)
+            .await;
+        let want = iv(inv_type::TX, segwit.txid());
+        txid_node
+            .expect(
+                T,
+                "inv by txid",
+                |s| matches!(s, Seen::Inv(v) if v.contains(&want)),
+            )
+            .await;
+        t.queue_message(
+            Message::GetData(vec![iv(inv_type::WITNESS_TX, segwit.txid())]),
+            None,
+        )
+        .await;
+        match txid_node
+            .expect(T, "the tx", |s| matches!(s, Seen::Tx(_)))
+            .await
+        {
+            Seen::Tx(got) => assert_eq!(got.as_bytes(), segwit.as_bytes()),
+            other => panic!("{other:?}"),
+        }
+
+        // txid side -> wtxid side: announced by wtxid, served by wtxid.
+        t.queue_message(Message::Inv(vec![iv(inv_type::TX, legacy.txid())]), None)
+            .await;
+        r.expect_line(&format!("relay inv tx {}", legacy.txid()), T)
+            .await;
+        let want = iv(inv_type::WTX, legacy.wtxid());
+        wtx_node
+            .expect(
+                T,
+                "inv by wtxid",
+                |s| matches!(s, Seen::Inv(v) if v.contains(&want)),
+            )
+            .await;
+        w.queue_message(Message::GetData(vec![want]), None).await;
+        match wtx_node
+            .expect(T, "the tx", |s| matches!(s, Seen::Tx(_)))
+            .await
+        {
+            Seen::Tx(got) => assert_eq!(got.txid(), legacy.txid()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A block whose header misses its own target is dropped, never announced, and its
+    /// sender disconnected; the relay keeps serving the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn block_failing_proof_of_work_is_dropped_and_its_sender_dropped() {
+        let mut bad_node = Node::start(false).await;
+        let mut far = Node::start(false).await;
+        let good = Block::from_bytes(Bytes::from(hex::decode(MAINNET_BLOCK).unwrap())).unwrap();
+        assert!(good.header().check_proof_of_work(Network::Regtest));
+        // The same block with another nonce: its hash no longer meets its target.
+        let mut raw = hex::decode(MAINNET_BLOCK).unwrap();
+        raw[76] ^= 1;
+        let block = Block::from_bytes(Bytes::from(raw)).unwrap();
+        assert!(!block.header().check_proof_of_work(Network::Regtest));
+        bad_node.hold(block.hash(), Message::Block(block.clone()));
+        let addrs = [bad_node.addr.clone(), far.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (b, f) = (bad_node.peer().await, far.peer().await);
+        b.queue_message(
+            Message::Inv(vec![InvVect {
+                inv_type: inv_type::BLOCK,
+                hash: block.hash(),
+            }]),
+            None,
+        )
+        .await;
+        r.expect_line(&format!("block {} fails proof of work", block.hash()), T)
+            .await;
+        tokio::time::timeout(T, b.wait_for_disconnect())
+            .await
+            .expect("the sender is disconnected");
+        // Up to the next status line (printed after the drop): nothing was relayed.
+        let status = loop {
+            let line = r.next_line(T).await.expect("a status line");
+            assert!(
+                !line.starts_with("relay inv block"),
+                "announced onward: {line}"
+            );
+            if line.starts_with("status: ") {
+                break line;
+            }
+        };
+        assert!(status.contains("blocks 0"), "{status}");
+        assert!(f.connected(), "the other native peer was dropped too");
+        while let Ok(seen) = far.seen.try_recv() {
+            assert!(
+                !matches!(&seen, Seen::Inv(v) if v.iter().any(|iv| iv.hash == block.hash())),
+                "far got an inv of the bad block"
+            );
         }
     }
 }

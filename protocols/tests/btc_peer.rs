@@ -387,6 +387,67 @@ async fn sendaddrv2_handshake() {
     }
 }
 
+/// BIP339: with `wtxid_relay` on both sides at 70016, each sends `wtxidrelay` before
+/// verack and both see it negotiated; off on either side, or below 70016, neither does.
+#[tokio::test(start_paused = true)]
+async fn wtxidrelay_handshake() {
+    for (out_w, in_w, in_v, want) in [
+        (true, true, 70016, true),
+        (true, false, 70016, false),
+        (false, true, 70016, false),
+        (true, true, 70015, false),
+    ] {
+        let (lo, mut rxo) = recorder();
+        let (li, mut rxi) = recorder();
+        let (out, inb) = peer_pair(
+            Config {
+                wtxid_relay: out_w,
+                ..with_listener(cfg(), lo)
+            },
+            Config {
+                wtxid_relay: in_w,
+                protocol_version: in_v,
+                ..with_listener(cfg(), li)
+            },
+        );
+        next_ev(&mut rxo, SOON, |e| matches!(e, Ev::Verack)).await;
+        next_ev(&mut rxi, SOON, |e| matches!(e, Ev::Verack)).await;
+        let case = format!("{out_w}/{in_w}/{in_v}");
+        assert_eq!(out.wants_wtxid_relay(), in_w && in_v >= 70016, "{case}");
+        assert_eq!(inb.wants_wtxid_relay(), out_w && in_v >= 70016, "{case}");
+        assert_eq!(out.wtxid_relay(), want, "{case}");
+        assert_eq!(inb.wtxid_relay(), want, "{case}");
+        assert!(out.connected() && inb.connected());
+    }
+}
+
+/// The raw order: `wtxidrelay` comes after version and before verack.
+#[tokio::test(start_paused = true)]
+async fn wtxidrelay_sent_before_verack() {
+    let (peer, mut raw) = raw_pair(
+        Config {
+            wtxid_relay: true,
+            ..cfg()
+        },
+        true,
+    );
+    raw.send(&Message::Version(raw.version.clone())).await;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let m = raw.recv().await.expect("frame");
+        let done = matches!(m, Message::Verack);
+        seen.push(m.command().as_str().to_owned());
+        if done {
+            break;
+        }
+    }
+    assert_eq!(seen, ["version", "wtxidrelay", "sendaddrv2", "verack"]);
+    raw.send(&Message::WtxidRelay).await;
+    raw.send(&Message::Verack).await;
+    wait_until(SOON, "handshake", || peer.verack_received()).await;
+    assert!(peer.wtxid_relay());
+}
+
 /// TestDisconnectBeforeAssociateConnection.
 #[tokio::test(start_paused = true)]
 async fn disconnect_before_associate() {

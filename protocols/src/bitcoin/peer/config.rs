@@ -51,6 +51,10 @@ pub struct Config {
     pub protocol_version: u32,
     /// Ask the remote not to relay transactions (`version.relay = false`).
     pub disable_relay_tx: bool,
+    /// Send BIP339 `wtxidrelay` in the handshake (when the negotiated version is >= 70016).
+    /// Off by default: once both sides sent it, transactions must be announced and
+    /// requested by wtxid (`MSG_WTX`), which the application has to do itself.
+    pub wtxid_relay: bool,
     /// Callbacks.
     pub listener: Arc<dyn Listener>,
     /// Inventory trickle period (default 10 s).
@@ -86,6 +90,7 @@ impl Default for Config {
             services: 0,
             protocol_version: pver::PROTOCOL_VERSION,
             disable_relay_tx: false,
+            wtxid_relay: false,
             listener: Arc::new(NoopListener),
             trickle_interval: DEFAULT_TRICKLE_INTERVAL,
             allow_self_conns: false,
@@ -109,6 +114,7 @@ impl fmt::Debug for Config {
             .field("services", &self.services)
             .field("protocol_version", &self.protocol_version)
             .field("disable_relay_tx", &self.disable_relay_tx)
+            .field("wtxid_relay", &self.wtxid_relay)
             .field("trickle_interval", &self.trickle_interval)
             .field("allow_self_conns", &self.allow_self_conns)
             .field("disable_stall_handler", &self.disable_stall_handler)

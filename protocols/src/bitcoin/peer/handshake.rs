@@ -1,9 +1,9 @@
 //! The version handshake, in btcd's order.
 //!
-//! Outbound: write version, read version, [sendaddrv2], verack, wait for verack.
-//! Inbound: read version, write version, [sendaddrv2], verack, wait for verack.
-//! `sendaddrv2` is sent when the negotiated version is >= 70016. Both sides send verack
-//! before receiving the remote's.
+//! Outbound: write version, read version, [wtxidrelay], [sendaddrv2], verack, wait for
+//! verack. Inbound: read version, write version, then the same. `sendaddrv2` (and
+//! `wtxidrelay`, when configured) is sent when the negotiated version is >= 70016. Both
+//! sides send verack before receiving the remote's.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -72,6 +72,10 @@ pub(crate) async fn negotiate<R: TransportReader, W: TransportWriter>(
         read_remote_version(peer, r, w).await?;
     }
     let pv = peer.protocol_version();
+    // BIP339: between version and verack, before sendaddrv2 as Core orders them.
+    if peer.config().wtxid_relay && pv >= pver::WTXID_RELAY {
+        write_direct(peer, w, &Message::WtxidRelay, pv).await?;
+    }
     if pv >= pver::ADDR_V2 {
         write_direct(peer, w, &Message::SendAddrV2, pv).await?;
     }

@@ -507,10 +507,19 @@ impl Peer {
         self.state().wants_addr_v2
     }
 
-    /// Whether the remote sent `wtxidrelay` during the handshake (recorded only; we relay
-    /// by txid as btcd does).
+    /// Whether the remote sent `wtxidrelay` during the handshake.
     pub fn wants_wtxid_relay(&self) -> bool {
         self.state().wants_wtxid_relay
+    }
+
+    /// Whether BIP339 was negotiated: both sides sent `wtxidrelay` (ours per
+    /// [`Config::wtxid_relay`], at version >= 70016), so transactions go by wtxid
+    /// (`MSG_WTX`) on this link.
+    pub fn wtxid_relay(&self) -> bool {
+        let st = self.state();
+        self.config().wtxid_relay
+            && st.protocol_version >= crate::bitcoin::wire::pver::WTXID_RELAY
+            && st.wants_wtxid_relay
     }
 
     /// A copy of the statistics.

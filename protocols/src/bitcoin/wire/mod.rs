@@ -54,6 +54,7 @@ mod hash;
 mod limits;
 mod message;
 mod payloads;
+mod pow;
 mod tx;
 mod types;
 
@@ -70,5 +71,6 @@ pub use limits::{
 };
 pub use message::Message;
 pub use payloads::{MsgFilterLoad, MsgGetBlocks, MsgMerkleBlock, MsgPing, MsgReject, MsgVersion};
+pub use pow::compact_to_target;
 pub use tx::{Block, Tx};
 pub use types::{AddrV2, AddrV2Entry, BlockHeader, InvVect, NetAddress, TimedNetAddress};
