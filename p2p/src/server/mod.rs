@@ -14,6 +14,7 @@
 mod admission;
 mod config;
 mod dial;
+mod dial_scheduler;
 mod error;
 mod events;
 mod lifecycle;
