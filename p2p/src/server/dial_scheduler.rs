@@ -9,10 +9,6 @@
 //! Candidates it skips are dropped: discovery keeps finding nodes, so a stale queue entry is
 //! worth less than the room it takes.
 
-// The server task that feeds discovery candidates through it is not wired yet; the
-// scheduler is complete and tested on its own.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -117,11 +113,13 @@ impl DialScheduler {
     }
 
     /// Candidates waiting.
+    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
     }
 
     /// Dials running.
+    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
@@ -204,6 +202,7 @@ impl DialScheduler {
     }
 
     /// Whether `id` is backing off after a failed dial.
+    #[cfg(test)]
     pub(crate) fn is_backing_off(&self, id: &NodeId, now: Instant) -> bool {
         self.history.get(id).is_some_and(|f| now < f.until)
     }
