@@ -105,3 +105,62 @@ async fn nodes_from_one_bootnode_grow_into_a_connected_network() {
         s.shutdown().await;
     }
 }
+
+/// With `dial_only_shared_caps`, a node whose record names none of our protocols is never
+/// offered for dialing; without it, the same node is dialed and turns out useless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_without_a_shared_capability_are_not_dialed_when_filtering() {
+    let mut boot = config(40, vec![]);
+    boot.dial_only_shared_caps = false;
+    let boot = Server::start(boot).await.expect("bootnode");
+    let mut boot_events = boot.subscribe();
+    let bootnodes = vec![Bootnode::Enode(boot.enode().unwrap())];
+    let mut other = config(41, bootnodes.clone());
+    other.protocols = vec![Protocol::new("other", 1, 2, |_peer, _rw| async { Ok(()) })];
+    let other = Server::start(other).await.expect("other");
+    let other_id = other.id().to_string();
+    // The bootnode knows the other node before the rest look it up.
+    let start = Instant::now();
+    let mut known = false;
+    while !known && start.elapsed() < DEADLINE {
+        match tokio::time::timeout(Duration::from_millis(100), boot_events.recv()).await {
+            Ok(Ok(PeerEvent::Discovered { id, .. })) if id == other_id => known = true,
+            _ => {}
+        }
+    }
+    assert!(known, "the bootnode never found the other node");
+    let filtering = config(42, bootnodes.clone());
+    let mut open = config(43, bootnodes);
+    open.dial_only_shared_caps = false;
+    // Room to dial every node it finds, useful or not.
+    open.max_peers = 30;
+    let filtering = Server::start(filtering).await.expect("filtering");
+    let open = Server::start(open).await.expect("open");
+    let mut filtering_events = filtering.subscribe();
+    let mut open_events = open.subscribe();
+
+    // The open node finds the other one and dials it in vain.
+    let start = Instant::now();
+    let mut open_failed = false;
+    while !open_failed && start.elapsed() < DEADLINE {
+        match tokio::time::timeout(Duration::from_millis(100), open_events.recv()).await {
+            Ok(Ok(PeerEvent::DialFailed { id, .. })) if id == other_id => open_failed = true,
+            _ => {}
+        }
+    }
+    // The filtering node runs as long again and never offers it for dialing.
+    tokio::time::sleep(start.elapsed()).await;
+    while let Ok(ev) = filtering_events.try_recv() {
+        if let PeerEvent::Discovered { id, .. } | PeerEvent::DialFailed { id, .. } = ev {
+            assert_ne!(id, other_id, "the filtering node offered a useless node");
+        }
+    }
+    assert!(
+        filtering.peers().iter().all(|p| p.id() != other.id()),
+        "the filtering node connected to a useless node"
+    );
+    assert!(open_failed, "the open node never dialed the other node");
+    for s in [boot, other, filtering, open] {
+        s.shutdown().await;
+    }
+}
