@@ -192,7 +192,7 @@ fn print_peer_event(event: &PeerEvent) {
         PeerEvent::Dropped { id, reason } => {
             println!("* disconnected {}: {reason}", short_hex(id));
         }
-        PeerEvent::Message(_) => {}
+        PeerEvent::Message(_) | PeerEvent::Discovered { .. } | PeerEvent::DialFailed { .. } => {}
     }
 }
 

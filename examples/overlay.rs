@@ -525,7 +525,7 @@ fn print_event(node: &str, event: &PeerEvent) {
             "{node}event: peer {} dropped: {reason}",
             common::short_hex(id)
         ),
-        PeerEvent::Message(_) => {}
+        PeerEvent::Message(_) | PeerEvent::Discovered { .. } | PeerEvent::DialFailed { .. } => {}
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use secp256k1::SecretKey;
 
 use super::limits::IpNet;
+use crate::discover::v4::Bootnode;
 use crate::node::{Enode, NodeId};
 use crate::peer::PeerConfig;
 use crate::protocol::Protocol;
@@ -73,6 +74,30 @@ pub struct ServerConfig {
     pub event_capacity: usize,
     /// Listen port announced in Hello (legacy field); defaults to the bound port.
     pub announce_port: Option<u16>,
+    /// Node discovery, which feeds the dial scheduler. Needs a listen address.
+    pub discovery: Discovery,
+    /// Nodes discovery starts from.
+    pub bootnodes: Vec<Bootnode>,
+    /// UDP port for discovery, bound on the listen IP; defaults to the bound TCP port.
+    pub udp_port: Option<u16>,
+    /// Dial only discovered nodes whose record says they speak one of our protocols
+    /// (nodes without a record are skipped then).
+    pub dial_only_shared_caps: bool,
+    /// Most dials from discovery running at once (go-ethereum: 50 / 3).
+    pub max_dials_in_flight: usize,
+    /// Most outbound peers from discovery per IPv4 /24 or IPv6 /64 (loopback exempt while
+    /// `exempt_loopback` is set); 0 disables.
+    pub max_dialed_per_subnet: usize,
+}
+
+/// Which node discovery the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Discovery {
+    /// None: only static peers and explicit dials.
+    #[default]
+    Off,
+    /// Discovery v4 (UDP), with records fetched for capability filtering.
+    V4,
 }
 
 impl ServerConfig {
@@ -102,6 +127,12 @@ impl ServerConfig {
             enable_msg_events: false,
             event_capacity: 1024,
             announce_port: None,
+            discovery: Discovery::Off,
+            bootnodes: Vec::new(),
+            udp_port: None,
+            dial_only_shared_caps: false,
+            max_dials_in_flight: 16,
+            max_dialed_per_subnet: 2,
         }
     }
 

@@ -47,6 +47,9 @@ pub enum ServerError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// Node discovery could not start.
+    #[error("discovery: {0}")]
+    Discovery(#[from] crate::discover::v4::DiscoveryError),
 }
 
 impl ServerError {
@@ -66,6 +69,7 @@ impl ServerError {
             ServerError::Refused(r) => crate::metrics::reason_label(*r),
             ServerError::Peer(_) => "useless_peer",
             ServerError::ShuttingDown => "shutting_down",
+            ServerError::Discovery(_) => "discovery",
         }
     }
 

@@ -28,6 +28,20 @@ pub enum PeerEvent {
         /// Why.
         reason: CloseReason,
     },
+    /// Discovery found a node worth dialing.
+    Discovered {
+        /// Node id (hex).
+        id: String,
+        /// Its TCP address.
+        addr: SocketAddr,
+    },
+    /// A dial of a discovered node failed.
+    DialFailed {
+        /// Node id (hex).
+        id: String,
+        /// Why (the error's short kind: `connect`, `handshake`, `too_many_peers`…).
+        reason: String,
+    },
     /// A message was sent or received (only when message events are enabled).
     Message(MessageEvent),
 }

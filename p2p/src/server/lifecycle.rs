@@ -142,6 +142,10 @@ impl Server {
             admission.close();
             self.inner.shutdown.cancel();
         }
+        let discovery = lock(&self.inner.discovery).take();
+        if let Some(discovery) = discovery {
+            discovery.shutdown().await;
+        }
         let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
         let deadline = tokio::time::Instant::now() + grace;
         // No connection can be claimed any more; let those already claimed become peers

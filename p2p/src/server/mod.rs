@@ -14,6 +14,8 @@
 mod admission;
 mod config;
 mod dial;
+mod dial_scheduler;
+mod discovery;
 mod error;
 mod events;
 mod lifecycle;
@@ -34,7 +36,7 @@ use crate::node::{Enode, NodeId};
 use crate::peer::{Direction, MessageEvent, Peer, PeerSnapshot, ProtocolTraffic};
 
 use admission::{Admission, Limits};
-pub use config::ServerConfig;
+pub use config::{Discovery, ServerConfig};
 pub use error::ServerError;
 pub use events::{NodeInfo, PeerEvent};
 use limits::{InboundThrottle, SubnetCap};
@@ -64,6 +66,8 @@ struct Inner {
     finished_traffic: Mutex<Vec<ProtocolTraffic>>,
     shutdown: CancellationToken,
     tasks: Mutex<JoinSet<()>>,
+    /// Node discovery, while it runs; taken and shut down by [`Server::shutdown`].
+    discovery: Mutex<Option<crate::discover::v4::Discv4>>,
 }
 
 /// A running node. Cheap to clone.
@@ -93,6 +97,11 @@ impl Server {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let discovery = discovery::start_discovery(&config, local_addr).await?;
+        let candidates = match &discovery {
+            Some(d) => Some(d.candidates()?),
+            None => None,
+        };
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let msg_events = config.enable_msg_events.then(|| {
             let (tx, _) = broadcast::channel(config.event_capacity.max(1));
@@ -129,6 +138,7 @@ impl Server {
             finished_traffic: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
+            discovery: Mutex::new(discovery),
             config,
         });
         let server = Server { inner };
@@ -154,6 +164,11 @@ impl Server {
                     }
                 }
             });
+        }
+        if let Some(candidates) = candidates {
+            let s = server.clone();
+            let span = info_span!("dial_scheduler");
+            server.spawn(async move { s.dial_loop(candidates).await }.instrument(span));
         }
         for enode in server.inner.config.static_peers.clone() {
             server.add_static(enode);
