@@ -40,7 +40,7 @@ use p2p::protocol::{Protocol, ProtocolError};
 use p2p::server::{Server, ServerConfig};
 use p2p::session::exchange_hello;
 use rand::RngCore;
-use sha3::{Digest, Keccak256};
+use p2p::keccak::{Digest, Keccak256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};

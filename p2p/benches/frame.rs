@@ -6,6 +6,8 @@
 //!   body byte, so Keccak is the floor and AES-CTR plus copying should add little.
 //! - seal 64 B time / (4 x Keccak-f[1600] time) (goal <= 1.5): the spec'd MAC takes four digests
 //!   per frame, each one permutation, so fixed per-frame costs should stay near that.
+//! - the Keccak backend in use (`p2p::keccak::BACKEND`) against the pure-Rust `sha3` crate,
+//!   absorbing 1 MiB: how much the assembly backend buys.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use p2p::frame::{FrameOpener, FrameSealer};
-use sha3::{Digest, Keccak256};
+use p2p::keccak::{Digest, Keccak256, BACKEND};
 use tokio_util::codec::Decoder;
 
 const SIZES: [(usize, &str); 4] = [
@@ -190,8 +192,19 @@ fn print_ratios() {
         },
     );
 
+    let mut pure = sha3::Keccak256::new();
+    let (_, _, backend_vs_pure) = paired_medians(
+        2,
+        || hasher.update(black_box(&big)),
+        || sha3::Digest::update(&mut pure, black_box(&big)),
+    );
+
     let mibps = |d: Duration| 1.0 / d.as_secs_f64();
     println!("\n== frame ratios (medians of {SAMPLES} paired samples, this run) ==");
+    println!(
+        "keccak backend {BACKEND}: 1 MiB absorb speed / pure-Rust sha3 = {:.3}",
+        1.0 / backend_vs_pure
+    );
     println!(
         "keccak256 absorb 1 MiB:   {:>8.1} us ({:.0} MiB/s)",
         absorb_mib.as_secs_f64() * 1e6,

@@ -81,6 +81,7 @@ pub mod conn;
 pub mod discover;
 pub mod ecies;
 pub mod frame;
+pub mod keccak;
 pub mod message;
 pub mod metrics;
 pub mod node;

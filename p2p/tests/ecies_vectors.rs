@@ -6,9 +6,9 @@ use std::time::Duration;
 use p2p::ecies::crypt::{self, ecdh_x};
 use p2p::ecies::packets::{self, AuthBody};
 use p2p::ecies::{accept, initiate, HandshakeError, Initiator, Recipient, Secrets, WireFormat};
+use p2p::keccak::{Digest, Keccak256};
 use p2p::node::NodeId;
 use secp256k1::{PublicKey, SecretKey};
-use sha3::{Digest, Keccak256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---- A.1 keys and nonces -------------------------------------------------------

@@ -6,10 +6,10 @@
 use bytes::BytesMut;
 use p2p::ecies::packets::{self, AckBody, AuthBody};
 use p2p::frame::{FrameOpener, FrameSealer};
+use p2p::keccak::{Digest, Keccak256};
 use p2p::node::NodeId;
 use proptest::prelude::*;
 use secp256k1::{PublicKey, SecretKey};
-use sha3::{Digest, Keccak256};
 use tokio_util::codec::Decoder;
 
 fn key(seed: u8) -> SecretKey {

@@ -5,8 +5,9 @@
 use rand::RngCore;
 use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use secp256k1::{Message, PublicKey, SecretKey, SECP256K1};
-use sha3::{Digest, Keccak256};
 use zeroize::{Zeroize, Zeroizing};
+
+use crate::keccak::keccak256;
 
 use super::crypt::ecdh_x;
 use super::packets::{
@@ -159,7 +160,7 @@ impl Initiator {
     /// A legacy (pre-EIP-8) 307-byte auth packet, for talking to old peers and tests.
     pub fn legacy_auth_packet(&self) -> Vec<u8> {
         let ephemeral_id = NodeId::from_secret(&self.ephemeral_key);
-        let hash: [u8; 32] = Keccak256::digest(ephemeral_id.0).into();
+        let hash = keccak256(&ephemeral_id.0);
         packets::seal_legacy(&self.remote_pubkey, &self.auth_body().to_legacy(&hash))
     }
 
@@ -272,8 +273,7 @@ impl Recipient {
             .map_err(|_| HandshakeError::InvalidSignature)?;
 
         if let Some(hash) = ephemeral_hash {
-            let actual: [u8; 32] =
-                Keccak256::digest(NodeId::from_pubkey(&remote_ephemeral).0).into();
+            let actual: [u8; 32] = keccak256(&NodeId::from_pubkey(&remote_ephemeral).0);
             if actual != hash {
                 return Err(HandshakeError::Malformed(
                     "legacy auth ephemeral-key hash mismatch",

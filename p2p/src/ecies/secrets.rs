@@ -1,6 +1,6 @@
 //! Session secrets derived from a completed handshake (devp2p RLPx §"Secrets").
 
-use sha3::{Digest, Keccak256};
+use crate::keccak::{Digest, Keccak256};
 use zeroize::Zeroizing;
 
 use crate::node::NodeId;

@@ -8,9 +8,9 @@
 //! frame-mac:  absorb body-ct;  s = digest;  seed = AES(mac-secret, s) ^ s;  absorb seed;  mac = digest
 //! ```
 
+use crate::keccak::{Digest, Keccak256};
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::Aes256;
-use sha3::{Digest, Keccak256};
 
 /// Size of a MAC and of a MAC seed.
 const MAC_LEN: usize = 16;

@@ -33,7 +33,11 @@ pub struct FrameOpener {
 impl FrameOpener {
     /// Creates the ingress half from the session's aes-secret, mac-secret and seeded ingress MAC
     /// state (`keccak((mac-secret ^ our-nonce) ‖ remote-handshake-packet)`).
-    pub fn new(aes_secret: &[u8; 32], mac_secret: &[u8; 32], ingress_mac: sha3::Keccak256) -> Self {
+    pub fn new(
+        aes_secret: &[u8; 32],
+        mac_secret: &[u8; 32],
+        ingress_mac: crate::keccak::Keccak256,
+    ) -> Self {
         Self {
             keystream: keystream(aes_secret),
             mac: RlpxMac::new(mac_secret, ingress_mac),

@@ -25,7 +25,11 @@ pub struct FrameSealer {
 impl FrameSealer {
     /// Creates the egress half from the session's aes-secret, mac-secret and seeded egress MAC
     /// state (`keccak((mac-secret ^ remote-nonce) ‖ our-handshake-packet)`).
-    pub fn new(aes_secret: &[u8; 32], mac_secret: &[u8; 32], egress_mac: sha3::Keccak256) -> Self {
+    pub fn new(
+        aes_secret: &[u8; 32],
+        mac_secret: &[u8; 32],
+        egress_mac: crate::keccak::Keccak256,
+    ) -> Self {
         Self {
             keystream: keystream(aes_secret),
             mac: RlpxMac::new(mac_secret, egress_mac),

@@ -1,10 +1,10 @@
 //! Frame codec tests: public vectors (A.5 geth golden, A.6 EIP-8 session), round trips and
 //! hostile input.
 
+use crate::keccak::{Digest, Keccak256};
 use bytes::BytesMut;
 use ctr::cipher::StreamCipher;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use sha3::{Digest, Keccak256};
 use tokio_util::codec::Decoder;
 
 use super::mac::RlpxMac;
