@@ -504,7 +504,9 @@ impl Attacker {
     async fn ping_pong(&mut self) {
         self.send(PING, &EMPTY_LIST).await;
         loop {
-            let msg = self.recv(Duration::from_secs(2)).await.expect("pong");
+            // Generous: this proves the link is up, not how fast it is, and a debug build
+            // may still be decompressing a 16 MiB bomb.
+            let msg = self.recv(Duration::from_secs(10)).await.expect("pong");
             match msg.code {
                 PONG => return,
                 DISCONNECT => panic!("hub disconnected: {}", decode_reason(&msg.payload)),
@@ -897,11 +899,10 @@ async fn frame_claiming_16_mib_then_stalling() {
         frame.truncate(4096);
         frame.to_vec()
     };
-    a.finish_hello(&hello).await.expect("hub hello");
-    // The hub's read timer runs from the last whole message it read (our Hello), not from
-    // the stalled header: on a loaded machine the set-up below can take a while.
-    let hello_done = Instant::now();
-    // Before Hello, the same kind of claim is refused from the header alone.
+    // Before Hello, the same kind of claim is refused from the header alone. This link is
+    // set up before `a` finishes its Hello: the hub's read timer for `a` starts there, and on
+    // a loaded machine a handshake in between could outlast it, so that `a`'s stalled header
+    // would hit a closed socket and the reset would swallow the hub's Disconnect.
     let mut early = Attacker::handshake(addr, &id, random_key()).await;
     let early_frame = {
         let big = vec![0u8; 1 << 20];
@@ -909,6 +910,10 @@ async fn frame_claiming_16_mib_then_stalling() {
         f.truncate(64);
         f.to_vec()
     };
+    a.finish_hello(&hello).await.expect("hub hello");
+    // The hub's read timer runs from the last whole message it read (our Hello), not from
+    // the stalled header.
+    let hello_done = Instant::now();
     scene
         .run("frame_claiming_16_mib_then_stalling", 16 * MIB, async move {
             // The header (size 0xffffff, valid MAC) and 4 KiB of body, then nothing.
@@ -1289,7 +1294,9 @@ async fn small_kept_payloads_after_reserved_code_bombs() {
     let mut cfg = hub_config();
     cfg.protocols.push(keeper(kept.clone()));
     // The attacker neither answers pings nor hurries: only memory is under test here.
-    cfg.peer.read_timeout = Duration::from_secs(60);
+    // A debug build under a loaded 2-core machine can take minutes to seal and open 50 MiB:
+    // the read timeout must not be what ends an attacker.
+    cfg.peer.read_timeout = Duration::from_secs(300);
     cfg.peer.ping_interval = Duration::from_secs(600);
     // Frames are sealed between the ECIES handshake and our Hello, slowly on a loaded machine.
     cfg.hello_timeout = Duration::from_secs(60);
@@ -1355,7 +1362,9 @@ async fn fifty_hostile_peers_filling_the_node_budget() {
     cfg.memory_budget_bytes = BUDGET;
     cfg.max_peers = 2 * ATTACKERS;
     // The attackers neither answer pings nor hurry: only memory is under test here.
-    cfg.peer.read_timeout = Duration::from_secs(60);
+    // A debug build under a loaded 2-core machine can take minutes to seal and open 50 MiB:
+    // the read timeout must not be what ends an attacker.
+    cfg.peer.read_timeout = Duration::from_secs(300);
     cfg.peer.ping_interval = Duration::from_secs(600);
     // Frames are sealed between the ECIES handshake and our Hello, slowly on a loaded machine.
     cfg.hello_timeout = Duration::from_secs(60);
