@@ -219,7 +219,7 @@ pub async fn crawl(
 }
 
 fn short(id: &NodeId) -> String {
-    hex::encode(&id.0[..4])
+    id.short()
 }
 
 fn expiration(from_now: i64) -> u64 {

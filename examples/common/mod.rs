@@ -100,7 +100,7 @@ pub async fn serve_metrics(
 
 /// The first 8 hex characters of a node id: enough to tell peers apart on screen.
 pub fn short_id(id: &NodeId) -> String {
-    hex::encode(&id.as_bytes()[..4])
+    id.short()
 }
 
 /// The same for an id already in hex (as in peer events).

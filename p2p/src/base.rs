@@ -61,10 +61,14 @@ impl std::fmt::Display for Capability {
 /// Why a base protocol payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BaseError {
-    /// The payload is not well-formed RLP of the expected shape; the text names the
-    /// message or field and what was wrong with it.
-    #[error("malformed RLP: {0}")]
-    Rlp(String),
+    /// The payload is not well-formed RLP of the expected shape.
+    #[error("malformed RLP in {context}: {problem}")]
+    Rlp {
+        /// The message or field being decoded.
+        context: &'static str,
+        /// What was wrong with it.
+        problem: RlpProblem,
+    },
     /// The Hello payload is larger than [`MAX_HELLO_SIZE`]; it was not parsed.
     #[error("hello payload of {size} bytes exceeds the limit of {max} bytes")]
     HelloTooLarge {
@@ -100,8 +104,42 @@ pub enum BaseError {
     UnknownReason(u8),
 }
 
+/// What was wrong with the RLP of a base protocol message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RlpProblem {
+    /// The RLP decoder refused the bytes (bad header, short input, non-canonical integer…).
+    #[error("{0}")]
+    Decoder(rlp::DecoderError),
+    /// Well-formed RLP, but not the shape the message has (a list where a string belongs…).
+    #[error("{0}")]
+    Shape(&'static str),
+    /// A list with a number of items the message does not allow.
+    #[error("expected {expected}, got {got} items")]
+    ItemCount {
+        /// What the message allows.
+        expected: &'static str,
+        /// How many items there were.
+        got: usize,
+    },
+}
+
+impl From<rlp::DecoderError> for RlpProblem {
+    fn from(e: rlp::DecoderError) -> Self {
+        RlpProblem::Decoder(e)
+    }
+}
+
+impl From<&'static str> for RlpProblem {
+    fn from(shape: &'static str) -> Self {
+        RlpProblem::Shape(shape)
+    }
+}
+
 impl BaseError {
-    pub(crate) fn rlp(context: &'static str, reason: impl std::fmt::Display) -> Self {
-        BaseError::Rlp(format!("{context}: {reason}"))
+    pub(crate) fn rlp(context: &'static str, problem: impl Into<RlpProblem>) -> Self {
+        BaseError::Rlp {
+            context,
+            problem: problem.into(),
+        }
     }
 }

@@ -38,9 +38,17 @@ pub enum MessageError {
         /// The limit that was applied.
         max: usize,
     },
-    /// Snappy rejected the data (corrupt block, bad header, truncated input).
+    /// Snappy rejected the data (corrupt block, bad header, truncated input, empty input).
     #[error("snappy: {0}")]
-    Snappy(String),
+    Snappy(#[from] snap::Error),
+    /// The block decoded to a length other than its header stated.
+    #[error("snappy block decoded to {decoded} bytes, its header stated {stated}")]
+    SnappyLength {
+        /// The length the header stated.
+        stated: usize,
+        /// The length actually decoded.
+        decoded: usize,
+    },
 }
 
 /// Appends `rlp(code)` to `out`.
@@ -147,13 +155,9 @@ impl Snappy {
             // connection: fall back to the everyday size once messages are small again.
             self.compressed = vec![0; RETAINED_SCRATCH];
         }
-        let n = self
-            .encoder
-            .compress(payload, &mut self.compressed)
-            .map_err(|e| MessageError::Snappy(e.to_string()))?;
-        self.compressed
-            .get(..n)
-            .ok_or_else(|| MessageError::Snappy("encoder reported an impossible length".into()))
+        let n = self.encoder.compress(payload, &mut self.compressed)?;
+        // The buffer was sized with snappy's own bound, so `n` always fits.
+        Ok(&self.compressed[..n.min(self.compressed.len())])
     }
 
     /// The decompressed length `data` states in its snappy header, refused above `max`.
@@ -162,10 +166,9 @@ impl Snappy {
     /// before anything of that size is allocated.
     pub fn decompressed_len(data: &[u8], max: usize) -> Result<usize, MessageError> {
         if data.is_empty() {
-            return Err(MessageError::Snappy("empty input".into()));
+            return Err(MessageError::Snappy(snap::Error::Empty));
         }
-        let size =
-            snap::raw::decompress_len(data).map_err(|e| MessageError::Snappy(e.to_string()))?;
+        let size = snap::raw::decompress_len(data)?;
         if size > max {
             return Err(MessageError::TooLarge { size, max });
         }
@@ -186,10 +189,11 @@ impl Snappy {
         let mut out = vec![0u8; size];
         match self.decoder.decompress(data, &mut out) {
             Ok(n) if n == size => Ok(Bytes::from(out)),
-            Ok(n) => Err(MessageError::Snappy(format!(
-                "decoded {n} bytes, header stated {size}"
-            ))),
-            Err(e) => Err(MessageError::Snappy(e.to_string())),
+            Ok(n) => Err(MessageError::SnappyLength {
+                stated: size,
+                decoded: n,
+            }),
+            Err(e) => Err(MessageError::Snappy(e)),
         }
     }
 }

@@ -33,6 +33,11 @@ impl NodeId {
     pub fn as_bytes(&self) -> &[u8; 64] {
         &self.0
     }
+
+    /// The first 4 bytes in hex (8 characters): enough to tell peers apart on screen.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
 }
 
 impl std::fmt::Debug for NodeId {

@@ -140,7 +140,7 @@ fn hello_malformed_fields_are_typed_errors() {
         Err(BaseError::CapVersionTooLarge { ref name, version }) if name == "eth" && version == 1 << 32
     ));
     // Not a list at all; trailing bytes; a truncated item inside the list.
-    assert!(matches!(Hello::decode(&[0x05]), Err(BaseError::Rlp(_))));
+    assert!(matches!(Hello::decode(&[0x05]), Err(BaseError::Rlp { .. })));
     let mut trailing = raw_hello(&[&[5], &[0x80], &caps, &[0x80], &id]);
     trailing.push(0);
     assert!(matches!(
@@ -149,20 +149,20 @@ fn hello_malformed_fields_are_typed_errors() {
     ));
     assert!(matches!(
         Hello::decode(&h("c3058201")),
-        Err(BaseError::Rlp(_))
+        Err(BaseError::Rlp { .. })
     ));
     // Version encoded non-canonically (leading zero byte).
     assert!(matches!(
         Hello::decode(&raw_hello(&[&h("820005"), &[0x80], &caps, &[0x80], &id])),
-        Err(BaseError::Rlp(_))
+        Err(BaseError::Rlp { .. })
     ));
     // Capability entry that is a string instead of [name, version].
     assert!(matches!(
         Hello::decode(&raw_hello(&[&[5], &[0x80], &h("c483657468"), &[0x80], &id])),
-        Err(BaseError::Rlp(_))
+        Err(BaseError::Rlp { .. })
     ));
     // Empty payload.
-    assert!(matches!(Hello::decode(&[]), Err(BaseError::Rlp(_))));
+    assert!(matches!(Hello::decode(&[]), Err(BaseError::Rlp { .. })));
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn disconnect_unknown_and_malformed() {
         assert!(
             matches!(
                 r,
-                Err(BaseError::Rlp(_)) | Err(BaseError::TrailingBytes { .. })
+                Err(BaseError::Rlp { .. }) | Err(BaseError::TrailingBytes { .. })
             ),
             "{bad}: {r:?}"
         );

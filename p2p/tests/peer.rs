@@ -603,3 +603,39 @@ async fn a_dropped_reader_releases_its_queue_and_later_messages_are_not_charged(
     assert_eq!(peer.held_bytes(), 0, "messages after the drop are charged");
     assert!(!peer.is_closing());
 }
+
+#[tokio::test]
+async fn proto_rw_reads_as_a_stream_that_ends_when_the_peer_closes() {
+    use futures::StreamExt;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let done_tx = std::sync::Mutex::new(Some(done_tx));
+    let proto = Protocol::new("aa", 1, 4, move |_peer, mut rw| {
+        let done = done_tx.lock().unwrap().take();
+        async move {
+            let mut seen = Vec::new();
+            while let Some(m) = rw.next().await {
+                seen.push((m.code, m.payload.to_vec()));
+                rw.write(m.code, &m.payload).await?;
+            }
+            // The stream ended because the peer is closing, not because of an error.
+            assert!(rw.peer().is_closing());
+            if let Some(tx) = done {
+                let _ = tx.send(seen);
+            }
+            Ok(())
+        }
+    });
+    let (peer, mut remote) = setup(vec![proto], &[("aa", 1)], PeerConfig::default()).await;
+    remote.writer.write(16 + 1, b"\xc1\x01").await.unwrap();
+    remote.writer.write(16 + 3, b"\xc1\x03").await.unwrap();
+    assert_eq!(read(&mut remote).await.code, 17);
+    assert_eq!(read(&mut remote).await.code, 19);
+    // Every message read through the stream was released from the peer's charge.
+    assert_eq!(peer.held_bytes(), 0);
+    peer.disconnect(DisconnectReason::DisconnectRequested);
+    let seen = tokio::time::timeout(T, done_rx).await.unwrap().unwrap();
+    assert_eq!(
+        seen,
+        vec![(1, b"\xc1\x01".to_vec()), (3, b"\xc1\x03".to_vec())]
+    );
+}

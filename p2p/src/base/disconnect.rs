@@ -1,7 +1,7 @@
 //! Disconnect reasons (message 0x01) and their payload encodings.
 
 use super::items;
-use super::BaseError;
+use super::{BaseError, RlpProblem};
 use crate::message::Snappy;
 use rlp::{Rlp, RlpStream};
 
@@ -116,7 +116,10 @@ impl DisconnectReason {
                 more => {
                     return Err(BaseError::rlp(
                         CONTEXT,
-                        format!("expected one reason, got {} items", more.len()),
+                        RlpProblem::ItemCount {
+                            expected: "one reason",
+                            got: more.len(),
+                        },
                     ))
                 }
             }

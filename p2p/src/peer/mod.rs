@@ -144,7 +144,7 @@ impl std::fmt::Debug for Peer {
 
 /// Errors starting a peer.
 #[derive(Debug, thiserror::Error)]
-pub enum PeerError {
+pub enum PeerStartError {
     /// No capability in common: the remote was sent "useless peer".
     #[error("no shared capability with remote (sent useless peer)")]
     UselessPeer,

@@ -1,10 +1,14 @@
 //! A protocol's view of its peer: read its own messages, write through the token.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use futures::Stream;
 use tokio::sync::mpsc;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::metrics::ProtoCounters;
 use super::Peer;
@@ -13,10 +17,24 @@ use crate::protocol::{Msg, ProtocolError};
 
 /// The read/write handle a protocol's `run` receives. Codes are relative to the protocol:
 /// it never sees another protocol's messages, and cannot write outside its own range.
+///
+/// Read with [`ProtoRw::read`], or use it as a [`Stream`] of messages that ends when the
+/// peer starts closing:
+///
+/// ```no_run
+/// # async fn run(mut rw: p2p::peer::ProtoRw) {
+/// use futures::StreamExt;
+/// while let Some(msg) = rw.next().await {
+///     let _ = rw.write(msg.code, &msg.payload).await; // echo
+/// }
+/// # }
+/// ```
 pub struct ProtoRw {
     inbox: Inbox,
     queued_bytes: Arc<AtomicUsize>,
     writer: ProtoWriter,
+    /// The peer's closing signal, kept between polls when read as a [`Stream`].
+    closing: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 /// The writing half of a [`ProtoRw`]; cheap to clone, so several tasks of one protocol
@@ -44,6 +62,7 @@ impl ProtoRw {
                 cap: Arc::new(cap),
                 counters,
             },
+            closing: None,
         }
     }
 
@@ -79,6 +98,36 @@ impl ProtoRw {
     /// The negotiated capability (name, version, offset, length).
     pub fn capability(&self) -> &SharedCapability {
         &self.writer.cap
+    }
+}
+
+/// Messages until the peer starts closing, exactly as [`ProtoRw::read`] delivers them.
+impl Stream for ProtoRw {
+    type Item = Msg;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Msg>> {
+        let this = self.get_mut();
+        // Closing wins over queued messages, as in `read`.
+        let closing = this.closing.get_or_insert_with(|| {
+            Box::pin(this.writer.peer.shared.closing.clone().cancelled_owned())
+        });
+        if closing.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        // The only other holder of the lock is a drain at the peer's end, which never waits;
+        // try again on the next turn rather than block.
+        let Ok(mut rx) = this.inbox.try_lock() else {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some(msg)) => {
+                release(&this.writer.peer, &this.queued_bytes, msg.size);
+                Poll::Ready(Some(msg))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -134,11 +183,6 @@ impl ProtoWriter {
         self.counters.egress(code, size);
         shared.emit(&self.cap.name, code, size, false);
         Ok(())
-    }
-
-    /// Write a payload held in `Bytes`.
-    pub async fn write_bytes(&self, code: u64, payload: Bytes) -> Result<(), ProtocolError> {
-        self.write(code, &payload).await
     }
 
     /// The peer this writer belongs to.

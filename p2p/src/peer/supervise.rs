@@ -14,7 +14,9 @@ use tracing::{debug, info_span, warn, Instrument};
 use super::liveness::control_loop;
 use super::metrics::ProtoCounters;
 use super::read_loop::{read_loop, Route};
-use super::{CloseReason, MessageEvent, Peer, PeerConfig, PeerError, PeerInfo, ProtoRw, Shared};
+use super::{
+    CloseReason, MessageEvent, Peer, PeerConfig, PeerInfo, PeerStartError, ProtoRw, Shared,
+};
 use crate::base::{Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH};
 use crate::budget::MemoryBudget;
 use crate::capability::match_capabilities;
@@ -33,7 +35,7 @@ impl Peer {
         info: PeerInfo,
         config: PeerConfig,
         msg_events: Option<tokio::sync::broadcast::Sender<MessageEvent>>,
-    ) -> Result<Peer, PeerError> {
+    ) -> Result<Peer, PeerStartError> {
         let local: Vec<(Capability, u64)> = protocols
             .iter()
             .map(|p| (p.capability(), p.length))
@@ -42,7 +44,7 @@ impl Peer {
         if matched.is_empty() {
             send_disconnect(&mut conn.writer, DisconnectReason::UselessPeer).await;
             let _ = conn.writer.shutdown().await;
-            return Err(PeerError::UselessPeer);
+            return Err(PeerStartError::UselessPeer);
         }
         let (done, _) = watch::channel(None);
         let counters: Vec<Arc<ProtoCounters>> = matched

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use crate::base::DisconnectReason;
 use crate::conn::ConnError;
-use crate::peer::PeerError;
+use crate::peer::PeerStartError;
 use crate::session::SessionError;
 
 /// Errors of the server and of single connection attempts.
@@ -43,7 +43,7 @@ pub enum ServerError {
     Refused(DisconnectReason),
     /// No shared capability (useless peer was sent).
     #[error(transparent)]
-    Peer(#[from] PeerError),
+    Peer(#[from] PeerStartError),
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -120,7 +120,7 @@ mod tests {
         });
         assert_eq!(we_refused_hello.remote_reason(), None);
         assert_eq!(
-            ServerError::Peer(PeerError::UselessPeer).remote_reason(),
+            ServerError::Peer(PeerStartError::UselessPeer).remote_reason(),
             None
         );
         assert_eq!(ServerError::ShuttingDown.remote_reason(), None);
