@@ -86,6 +86,7 @@ pub mod message;
 pub mod metrics;
 pub mod node;
 pub mod peer;
+pub mod pipe;
 pub mod protocol;
 pub mod record;
 pub mod server;
