@@ -25,8 +25,7 @@
 //! Two nodes on loopback; `greet/1` sends one message each way.
 //!
 //! ```
-//! use p2p::protocol::Protocol;
-//! use p2p::server::{Server, ServerConfig};
+//! use p2p::{Protocol, Server, ServerConfig};
 //! use secp256k1::SecretKey;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -91,3 +90,11 @@ pub mod protocol;
 pub mod record;
 pub mod server;
 pub mod session;
+
+// What a protocol author and a node operator need, at the crate root; the modules above
+// hold the rest (the link's layers, for tools and conformance tests).
+pub use base::{Capability, DisconnectReason};
+pub use node::{Enode, NodeId, NodeKey};
+pub use peer::{CloseReason, Direction, Peer, PeerConfig, ProtoRw, ProtoWriter};
+pub use protocol::{InboundLimits, Msg, Protocol, ProtocolError, SharedCapability};
+pub use server::{Discovery, NodeInfo, PeerEvent, Server, ServerConfig, ServerError};
