@@ -55,10 +55,10 @@ pub struct Config {
     /// Off by default: once both sides sent it, transactions must be announced and
     /// requested by wtxid (`MSG_WTX`), which the application has to do itself.
     pub wtxid_relay: bool,
-    /// Send BIP130 `sendheaders` once the handshake is done (when the negotiated version is
-    /// >= 70012), asking the remote to announce new blocks with `headers` instead of `inv`.
-    /// Off by default: a peer that asks for headers has to fetch the blocks they name
-    /// itself (see [`Listener::on_headers`]).
+    /// Send BIP130 `sendheaders` once the handshake is done (when the negotiated version
+    /// is at least 70012), asking the remote to announce new blocks with `headers` instead
+    /// of `inv`. Off by default: a peer that asks for headers has to fetch the blocks they
+    /// name itself (see [`Listener::on_headers`]).
     pub send_headers: bool,
     /// Callbacks.
     pub listener: Arc<dyn Listener>,
