@@ -631,6 +631,8 @@ mod bounds {
 
         /// `headers`: also send BIP130 `sendheaders` after the handshake.
         async fn start_opts(withhold: bool, wtxid: bool, headers: bool) -> Node {
+            // Build the relay first if needed: the node's accept timeout starts now.
+            example::example_path("btc_relay");
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let (tx, seen) = mpsc::unbounded_channel();
