@@ -18,8 +18,13 @@
 //! of relays do not loop. Transactions go by wtxid (`MSG_WTX`) to and from peers that
 //! negotiated BIP339 `wtxidrelay`, by txid to the others; an item is tracked under the id
 //! it was announced by, and both ids are settled when it arrives.
-//! A block whose header fails its own proof of work (hash above its target, or a target
-//! easier than the network allows) is dropped unannounced and its sender disconnected.
+//! Blocks also go by BIP130: every peer is sent `sendheaders`, a block announced by
+//! `headers` (the newest [`MAX_ANNOUNCED_HEADERS`] of a message) is fetched like one
+//! announced by `inv`, and peers that sent `sendheaders` get new blocks announced by
+//! `headers`, the others by `inv`.
+//! A block or announced header that fails its own proof of work (hash above its target, or
+//! a target easier than the network allows) is dropped unannounced and its sender
+//! disconnected.
 //!
 //! Which announcer to ask is decided by [`TxRequestTracker`] (Bitcoin Core's rules): every
 //! announcer of an item is remembered and the next one is asked when one answers
@@ -48,7 +53,9 @@ use p2p::node::Enode;
 use p2p::server::{Server, ServerConfig};
 use protocols::bitcoin::peer::{connect_auto, Config, Listener, LruSet, Peer};
 use protocols::bitcoin::txrequest::{TxRequestConfig, TxRequestTracker};
-use protocols::bitcoin::wire::{inv_type, services, Block, Hash256, InvVect, Message, Network, Tx};
+use protocols::bitcoin::wire::{
+    inv_type, services, Block, BlockHeader, Hash256, InvVect, Message, Network, Tx,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -75,6 +82,10 @@ const CACHE_BYTES: usize = 64 << 20;
 const SEEN_ITEMS: usize = 100_000;
 /// How often announcements are turned into requests, and timed-out requests moved on.
 const REQUEST_TICK: Duration = Duration::from_millis(50);
+/// Headers taken from one `headers` message: the newest (last) ones, as many as Bitcoin
+/// Core announces at once (`MAX_BLOCKS_TO_ANNOUNCE`). A longer message answers a chain
+/// sync, which the relay never asks for; its older headers are ignored.
+const MAX_ANNOUNCED_HEADERS: usize = 8;
 /// `getdata` answers waiting in one peer's serving task; beyond this they are dropped.
 const SERVE_JOBS: usize = 64;
 /// Payload bytes waiting in one peer's serving task; items beyond this are answered
@@ -219,6 +230,8 @@ fn peer_config(side: Side, args: &Args, events: mpsc::Sender<Event>) -> Config {
         services: services::WITNESS,
         // BIP339: txs go by wtxid to peers that also send `wtxidrelay`, by txid otherwise.
         wtxid_relay: true,
+        // BIP130: ask for blocks by `headers`; the relay fetches what they name.
+        send_headers: true,
         user_agent_name: USER_AGENT_NAME.into(),
         user_agent_version: env!("CARGO_PKG_VERSION").into(),
         trickle_interval: args.trickle_interval,
@@ -318,6 +331,8 @@ enum Event {
     Up(Side, Peer),
     Down(u64),
     Inv(u64, Vec<InvVect>),
+    /// At most [`MAX_ANNOUNCED_HEADERS`] headers.
+    Headers(u64, Vec<BlockHeader>),
     GetData(u64, Vec<InvVect>),
     NotFound(u64, Vec<InvVect>),
     Payload(u64, Payload),
@@ -361,6 +376,15 @@ impl Listener for Bridge {
     }
     fn on_inv(&self, peer: &Peer, inv: &[InvVect]) {
         self.send(Event::Inv(peer.id(), inv.to_vec()));
+    }
+    fn on_headers(&self, peer: &Peer, headers: &[BlockHeader]) {
+        let newest = &headers[headers.len().saturating_sub(MAX_ANNOUNCED_HEADERS)..];
+        if newest.len() < headers.len() {
+            tracing::debug!(%peer, count = headers.len(), "long headers message; only the newest are taken");
+        }
+        if !newest.is_empty() {
+            self.send(Event::Headers(peer.id(), newest.to_vec()));
+        }
     }
     fn on_get_data(&self, peer: &Peer, inv: &[InvVect]) {
         self.send(Event::GetData(peer.id(), inv.to_vec()));
@@ -737,6 +761,7 @@ impl Relay {
                 }
             }
             Event::Inv(from, inv) => self.on_inv(from, &inv),
+            Event::Headers(from, headers) => self.on_headers(from, &headers),
             Event::GetData(from, inv) => self.on_get_data(from, &inv),
             Event::NotFound(from, inv) => {
                 // Only the items named move on to their next announcer.
@@ -755,13 +780,48 @@ impl Relay {
             return;
         };
         let now = Instant::now();
-        for iv in inv {
-            let Some(item) = Item::of(iv) else { continue };
-            // The announcer has it: never announce it back.
-            peer.add_known_inventory(item.announcement());
-            if self.seen.contains(&item) {
-                continue;
-            }
+        for item in inv.iter().filter_map(Item::of) {
+            self.announced(from, &peer, item, now);
+        }
+    }
+
+    /// A BIP130 announcement: each header names a block, fetched (with `getdata`, from
+    /// the same request tracker) exactly like one announced by `inv`, whether or not the
+    /// headers connect to each other. A header failing its own proof of work costs its
+    /// sender nothing to make, so the whole message is dropped and the sender disconnected.
+    fn on_headers(&mut self, from: u64, headers: &[BlockHeader]) {
+        let Some(link) = self.peers.get(&from) else {
+            return;
+        };
+        let peer = link.peer.clone();
+        if let Some(bad) = headers
+            .iter()
+            .find(|h| !h.check_proof_of_work(self.network))
+        {
+            println!(
+                "! {} peer {}: header {} fails proof of work; disconnecting",
+                link.side.name(),
+                peer.addr(),
+                bad.hash()
+            );
+            peer.disconnect();
+            return;
+        }
+        let now = Instant::now();
+        for header in headers {
+            let item = Item {
+                kind: Kind::Block,
+                hash: header.hash(),
+            };
+            self.announced(from, &peer, item, now);
+        }
+    }
+
+    /// `from` announced `item`: never announce it back there, and track it unless it was
+    /// already fetched.
+    fn announced(&mut self, from: u64, peer: &Peer, item: Item, now: Instant) {
+        peer.add_known_inventory(item.announcement());
+        if !self.seen.contains(&item) {
             self.requests.received_inv(from, item, now);
         }
     }
@@ -851,7 +911,12 @@ impl Relay {
             if *id == from || link.peer.is_known_inventory(&iv) {
                 continue;
             }
-            if !link.peer.try_queue_inventory(iv) {
+            // Blocks by `headers` to peers that sent `sendheaders`, else by `inv`.
+            let queued = match &payload {
+                Payload::Block(block) => link.peer.try_announce_block(block.header()),
+                Payload::Tx(_) => link.peer.try_queue_inventory(iv),
+            };
+            if !queued {
                 self.totals.dropped += 1;
                 continue;
             }

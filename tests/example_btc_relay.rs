@@ -20,7 +20,9 @@ use example::Example;
 use p2p::node::{Enode, NodeKey};
 use p2p::server::{Server, ServerConfig};
 use protocols::bitcoin::peer::{Config, Listener, Peer};
-use protocols::bitcoin::wire::{inv_type, Block, InvVect, Message, Network, Tx};
+use protocols::bitcoin::wire::{
+    inv_type, Block, BlockHeader, Hash256, InvVect, Message, Network, Tx,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 use verystable::{ensure_installed, event, recv, CorePeer};
@@ -39,6 +41,41 @@ const MAINNET_BLOCK: &str = "010000004ddccd549d28f385ab457e98d1b11ce80bfea2c5ab9
 
 fn tx(hex_text: &str) -> Tx {
     Tx::from_bytes(hex::decode(hex_text).unwrap().into()).unwrap()
+}
+
+/// A regtest block on top of `prev` with one transaction (told apart by `tag`), its
+/// merkle root right and its nonce mined until the header meets regtest's easy target
+/// (about one hash in two does).
+fn regtest_block(prev: Hash256, tag: u8) -> Block {
+    let mut coinbase = Vec::new();
+    coinbase.extend_from_slice(&1i32.to_le_bytes());
+    coinbase.push(1);
+    coinbase.extend_from_slice(&[tag; 32]);
+    coinbase.extend_from_slice(&0u32.to_le_bytes());
+    coinbase.push(0);
+    coinbase.extend_from_slice(&u32::MAX.to_le_bytes());
+    coinbase.push(1);
+    coinbase.extend_from_slice(&1000u64.to_le_bytes());
+    coinbase.push(1);
+    coinbase.push(0x6a); // OP_RETURN
+    coinbase.extend_from_slice(&0u32.to_le_bytes());
+    let only = Tx::from_bytes(coinbase.clone().into()).unwrap();
+    let mut header = BlockHeader {
+        version: 0x2000_0000,
+        prev_block: prev,
+        merkle_root: only.txid(),
+        time: 1_700_000_000 + u32::from(tag),
+        bits: 0x207f_ffff,
+        nonce: 0,
+    };
+    while !header.check_proof_of_work(Network::Regtest) {
+        assert!(header.nonce < 10_000, "no regtest proof of work found");
+        header.nonce += 1;
+    }
+    let mut raw = header.to_bytes().to_vec();
+    raw.push(1);
+    raw.extend_from_slice(&coinbase);
+    Block::from_bytes(raw.into()).unwrap()
 }
 
 /// B's listener: reports announcements and transactions, fetches what is announced (with
@@ -296,6 +333,147 @@ async fn native_inv_reaches_a_braid_node_two_hops_away_and_back() {
     }
 }
 
+/// Sends a ping from `core` and waits for the relay's pong: every message the relay sent
+/// `core` before it has been read, and the relay has read what `core` sent before.
+async fn round_trip(core: &mut CorePeer, nonce: u64) {
+    core.send(json!({"cmd": "ping", "nonce": nonce})).await;
+    core.expect_event(
+        |e| e["event"] == "recv" && e["command"] == "pong" && e["fields"]["nonce"] == nonce,
+        T,
+    )
+    .await;
+}
+
+/// Whether `e` is a received `inv` or `headers` naming `hash` (display hex).
+fn announces(e: &serde_json::Value, hash: &str) -> bool {
+    if e["event"] != "recv" {
+        return false;
+    }
+    match e["command"].as_str() {
+        Some("inv") => e["fields"]["inv"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|iv| iv[1] == hash)),
+        Some("headers") => e["fields"]["hashes"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|h| h == hash)),
+        _ => false,
+    }
+}
+
+/// BIP130 end to end. Core's framework peer A (behind relay R1) sends `sendheaders` and
+/// announces a new regtest block by `headers`; R1 fetches it with `getdata` and relays it
+/// over braid to R2, which has two Core framework peers: C sent `sendheaders` and is told
+/// by `headers`, D did not and is told by `inv`. Both fetch the block from R2. Every
+/// framework peer was sent `sendheaders` by its relay, and A is not told of its own block.
+#[tokio::test]
+async fn core_block_announced_by_headers_crosses_the_overlay() {
+    if tokio::task::spawn_blocking(ensure_installed)
+        .await
+        .expect("ensure_installed panicked")
+        .is_none()
+    {
+        eprintln!("!!! SKIPPING btc_relay BIP130 interop: python3/verystable unavailable (set CI to make this fail)");
+        return;
+    }
+    example::example_path("btc_relay");
+    let mut cores = Vec::new();
+    for _ in 0..3 {
+        let mut core = CorePeer::spawn(&["--listen", "0", "--v2"])
+            .await
+            .expect("spawn");
+        let port = core.listening_port(T).await;
+        cores.push((core, format!("127.0.0.1:{port}")));
+    }
+    let [(mut a, a_addr), (mut c, c_addr), (mut d, d_addr)]: [(CorePeer, String); 3] =
+        cores.try_into().ok().unwrap();
+    let (mut r1, r1_enode) = relay(&["--bitcoin", &a_addr]).await;
+    r1.expect_line("+ native peer 127.0.0.1:", T).await;
+    let (mut r2, _) = relay(&[
+        "--bitcoin",
+        &c_addr,
+        "--bitcoin",
+        &d_addr,
+        "--dial",
+        &r1_enode,
+    ])
+    .await;
+    r1.expect_line("+ overlay peer", T).await;
+    for _ in 0..2 {
+        r2.expect_line("+ native peer 127.0.0.1:", T).await;
+    }
+    // The relays ask every native peer for headers announcements, right after verack.
+    for core in [&mut a, &mut c, &mut d] {
+        let got = core.expect_event(recv("sendheaders"), T).await;
+        assert_eq!(got["v2"], true, "{got}");
+    }
+    a.send(json!({"cmd": "sendheaders"})).await;
+    c.send(json!({"cmd": "sendheaders"})).await;
+    round_trip(&mut a, 1).await;
+    round_trip(&mut c, 2).await;
+    round_trip(&mut d, 3).await;
+    // The overlay link is up on R2's side too before anything is relayed.
+    if !r2.seen.iter().any(|l| l.starts_with("+ overlay peer")) {
+        r2.expect_line("+ overlay peer", T).await;
+    }
+
+    // A new block on regtest's genesis block, with real proof of work for regtest.
+    let genesis = Hash256::from_display_hex(
+        "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
+    )
+    .unwrap();
+    let block = regtest_block(genesis, 7);
+    let hash = block.hash().to_string();
+    let sent = {
+        a.send(json!({"cmd": "headers", "headers": [hex::encode(block.header().to_bytes())]}))
+            .await;
+        a.expect_event(|e| e["event"] == "sent" && e["command"] == "headers", T)
+            .await
+    };
+    assert_eq!(
+        sent["hashes"],
+        json!([hash]),
+        "Core hashes our header alike"
+    );
+    let getdata = a.expect_event(recv("getdata"), T).await;
+    assert_eq!(
+        getdata["fields"]["inv"],
+        json!([[inv_type::WITNESS_BLOCK, hash]]),
+        "R1 fetches the block a header announced, with witness"
+    );
+    a.send(json!({"cmd": "block", "hex": hex::encode(block.as_bytes())}))
+        .await;
+    let line = r1.expect_line(&format!("relay inv block {hash}"), T).await;
+    assert!(line.ends_with("native -> overlay (1 peer)"), "{line}");
+    let line = r2.expect_line(&format!("relay inv block {hash}"), T).await;
+    assert!(line.ends_with("overlay -> native"), "{line}");
+
+    // C asked for headers and gets exactly the block's header.
+    let headers = c.expect_event(recv("headers"), T).await;
+    assert_eq!(headers["fields"]["count"], 1, "{headers}");
+    assert_eq!(headers["fields"]["hashes"], json!([hash]));
+    c.send(json!({"cmd": "getdata", "items": [[inv_type::WITNESS_BLOCK, hash]]}))
+        .await;
+    let got = c.expect_event(recv("block"), T).await;
+    assert_eq!(got["fields"]["hash"], hash.as_str());
+    assert_eq!(got["fields"]["prev"], genesis.to_string());
+    // D did not, and gets an inv; its framework asks for the block on its own.
+    let inv = d.expect_event(recv("inv"), T).await;
+    assert_eq!(inv["fields"]["inv"], json!([[inv_type::BLOCK, hash]]));
+    let got = d.expect_event(recv("block"), T).await;
+    assert_eq!(got["fields"]["hash"], hash.as_str());
+
+    // Once each: C never by inv, D never by headers, A (the source) not at all.
+    round_trip(&mut a, 4).await;
+    round_trip(&mut c, 5).await;
+    round_trip(&mut d, 6).await;
+    for (name, core) in [("A", &a), ("C", &c), ("D", &d)] {
+        let again = core.kept(|e| announces(e, &hash));
+        assert!(again.is_empty(), "{name} was told again: {again:?}");
+    }
+    let status = r2.expect_line("status: ", T).await;
+    assert!(status.contains("blocks 1 ("), "{status}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Command-line errors
 // ---------------------------------------------------------------------------------------
@@ -369,15 +547,15 @@ mod bounds {
     use bytes::Bytes;
     use protocols::bitcoin::peer::{accept_auto, Config, Listener, Peer};
     use protocols::bitcoin::wire::{
-        encode_frame, inv_type, read_frame, services, Block, Hash256, InvVect, Message, MsgVersion,
-        NetAddress, Network, Tx,
+        encode_frame, inv_type, read_frame, services, Block, BlockHeader, Hash256, InvVect,
+        Message, MsgPing, MsgVersion, NetAddress, Network, Tx,
     };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::mpsc;
 
     use super::example::{self, Example};
-    use super::{tx, LEGACY_TX, MAINNET_BLOCK, SEGWIT_TX, T};
+    use super::{regtest_block, tx, LEGACY_TX, MAINNET_BLOCK, SEGWIT_TX, T};
 
     const NET: Network = Network::Regtest;
     const PVER: u32 = 70016;
@@ -386,9 +564,11 @@ mod bounds {
     #[derive(Debug)]
     enum Seen {
         Inv(Vec<InvVect>),
+        Headers(Vec<BlockHeader>),
         GetData(Vec<InvVect>),
         Tx(Tx),
         Block(Block),
+        Pong(u64),
     }
 
     /// A native node's behaviour: serve what it holds, or answer every `getdata` with an
@@ -402,6 +582,9 @@ mod bounds {
     impl Listener for Role {
         fn on_inv(&self, _: &Peer, inv: &[InvVect]) {
             let _ = self.seen.send(Seen::Inv(inv.to_vec()));
+        }
+        fn on_headers(&self, _: &Peer, headers: &[BlockHeader]) {
+            let _ = self.seen.send(Seen::Headers(headers.to_vec()));
         }
         fn on_get_data(&self, peer: &Peer, inv: &[InvVect]) {
             let _ = self.seen.send(Seen::GetData(inv.to_vec()));
@@ -422,6 +605,9 @@ mod bounds {
         fn on_block(&self, _: &Peer, block: &Block) {
             let _ = self.seen.send(Seen::Block(block.clone()));
         }
+        fn on_pong(&self, _: &Peer, nonce: u64) {
+            let _ = self.seen.send(Seen::Pong(nonce));
+        }
     }
 
     /// A native node the relay dials: a listener whose one connection runs a [`Peer`].
@@ -440,6 +626,13 @@ mod bounds {
 
         /// `wtxid`: send BIP339 `wtxidrelay` in the handshake.
         async fn start_with(withhold: bool, wtxid: bool) -> Node {
+            Node::start_opts(withhold, wtxid, false).await
+        }
+
+        /// `headers`: also send BIP130 `sendheaders` after the handshake.
+        async fn start_opts(withhold: bool, wtxid: bool, headers: bool) -> Node {
+            // Build the relay first if needed: the node's accept timeout starts now.
+            example::example_path("btc_relay");
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let (tx, seen) = mpsc::unbounded_channel();
@@ -453,6 +646,7 @@ mod bounds {
                 services: services::NETWORK | services::WITNESS,
                 trickle_interval: Duration::from_millis(100),
                 wtxid_relay: wtxid,
+                send_headers: headers,
                 listener: role.clone(),
                 ..Config::default()
             };
@@ -994,5 +1188,207 @@ mod bounds {
                 "far got an inv of the bad block"
             );
         }
+    }
+
+    /// A ping round trip to the relay: it has read everything `peer` sent before (such as
+    /// `sendheaders`).
+    async fn settle(node: &mut Node, peer: &Peer, nonce: u64) {
+        peer.queue_message(Message::Ping(MsgPing { nonce }), None)
+            .await;
+        node.expect(
+            T,
+            "the relay's pong",
+            |s| matches!(s, Seen::Pong(n) if *n == nonce),
+        )
+        .await;
+    }
+
+    fn block_iv(inv_type: u32, hash: Hash256) -> InvVect {
+        InvVect { inv_type, hash }
+    }
+
+    /// Whether `seen` announces `hash` (by `inv` or `headers`).
+    fn announces(seen: &Seen, hash: Hash256) -> bool {
+        match seen {
+            Seen::Inv(v) => v.iter().any(|iv| iv.hash == hash),
+            Seen::Headers(v) => v.iter().any(|h| h.hash() == hash),
+            _ => false,
+        }
+    }
+
+    /// BIP130 both ways: the relay sends `sendheaders`; a block announced to it by
+    /// `headers` is fetched with `getdata` like one announced by `inv`, then announced by
+    /// `headers` to the peer that sent `sendheaders` and by `inv` to the one that did not,
+    /// and not back to its announcer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn headers_announcements_are_fetched_and_announced_by_headers_or_inv() {
+        let mut announcer = Node::start_opts(false, false, true).await;
+        let mut wants = Node::start_opts(false, false, true).await;
+        let mut plain = Node::start(false).await;
+        let block = regtest_block(Hash256::hash(b"some parent"), 1);
+        announcer.hold(block.hash(), Message::Block(block.clone()));
+        let addrs = [
+            announcer.addr.clone(),
+            wants.addr.clone(),
+            plain.addr.clone(),
+        ];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (a, w, p) = (
+            announcer.peer().await,
+            wants.peer().await,
+            plain.peer().await,
+        );
+        settle(&mut announcer, &a, 1).await;
+        settle(&mut wants, &w, 2).await;
+        settle(&mut plain, &p, 3).await;
+        for (name, peer) in [("announcer", &a), ("wants", &w), ("plain", &p)] {
+            assert!(peer.wants_headers(), "the relay sent {name} no sendheaders");
+        }
+        assert!(a.sent_send_headers() && w.sent_send_headers() && !p.sent_send_headers());
+
+        a.queue_message(Message::Headers(vec![*block.header()]), None)
+            .await;
+        let want = block_iv(inv_type::WITNESS_BLOCK, block.hash());
+        announcer
+            .expect(
+                T,
+                "getdata for the announced block",
+                |s| matches!(s, Seen::GetData(v) if *v == [want]),
+            )
+            .await;
+        let line = r
+            .expect_line(&format!("relay inv block {}", block.hash()), T)
+            .await;
+        assert!(line.ends_with("native -> native"), "{line}");
+
+        match wants
+            .expect(T, "the announcement", |s| announces(s, block.hash()))
+            .await
+        {
+            Seen::Headers(h) => assert_eq!(h, [*block.header()]),
+            other => panic!("the sendheaders peer got {other:?}, not headers"),
+        }
+        match plain
+            .expect(T, "the announcement", |s| announces(s, block.hash()))
+            .await
+        {
+            Seen::Inv(v) => assert_eq!(v, [block_iv(inv_type::BLOCK, block.hash())]),
+            other => panic!("the plain peer got {other:?}, not inv"),
+        }
+        // The announced header names a block the relay serves.
+        w.queue_message(Message::GetData(vec![want]), None).await;
+        match wants
+            .expect(T, "the block", |s| matches!(s, Seen::Block(_)))
+            .await
+        {
+            Seen::Block(got) => assert_eq!(got.as_bytes(), block.as_bytes()),
+            other => panic!("{other:?}"),
+        }
+        // Each peer was told once, the announcer never.
+        let status = r.expect_line("status: ", T).await;
+        assert!(status.contains("blocks 1 ("), "{status}");
+        for (name, node) in [
+            ("announcer", &mut announcer),
+            ("wants", &mut wants),
+            ("plain", &mut plain),
+        ] {
+            let mut again = 0;
+            while let Ok(seen) = node.seen.try_recv() {
+                again += usize::from(announces(&seen, block.hash()));
+            }
+            assert_eq!(again, 0, "{name} was announced the block again");
+        }
+    }
+
+    /// One `headers` message with ten headers, nine chained and one unrelated: the relay
+    /// takes the newest eight (Core's `MAX_BLOCKS_TO_ANNOUNCE`), connecting or not, and
+    /// fetches exactly those.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_headers_are_fetched_up_to_the_announcement_bound() {
+        let mut announcer = Node::start(false).await;
+        let mut far = Node::start(false).await;
+        let mut chain = Vec::new();
+        let mut prev = Hash256::hash(b"regtest tip");
+        for tag in 0..9 {
+            let b = regtest_block(prev, tag);
+            prev = b.hash();
+            chain.push(b);
+        }
+        chain.push(Block::from_bytes(hex::decode(MAINNET_BLOCK).unwrap().into()).unwrap());
+        for b in &chain {
+            announcer.hold(b.hash(), Message::Block(b.clone()));
+        }
+        let addrs = [announcer.addr.clone(), far.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (a, _f) = (announcer.peer().await, far.peer().await);
+        let headers: Vec<BlockHeader> = chain.iter().map(|b| *b.header()).collect();
+        a.queue_message(Message::Headers(headers), None).await;
+
+        let newest: Vec<Hash256> = chain[2..].iter().map(Block::hash).collect();
+        for hash in &newest {
+            r.expect_line(&format!("relay inv block {hash}"), T).await;
+        }
+        let status = r.expect_line("status: ", T).await;
+        assert!(status.contains("blocks 8 ("), "{status}");
+        let mut asked = Vec::new();
+        while let Ok(seen) = announcer.seen.try_recv() {
+            if let Seen::GetData(v) = seen {
+                asked.extend(v.iter().map(|iv| iv.hash));
+            }
+        }
+        asked.sort_by_key(|h| h.0);
+        let mut want = newest.clone();
+        want.sort_by_key(|h| h.0);
+        assert_eq!(asked, want, "fetched other than the newest eight, or twice");
+        // The far node (no sendheaders) is told of the eight by inv, of the older two never.
+        let mut told = std::collections::HashSet::new();
+        while told.len() < newest.len() {
+            match far
+                .expect(T, "block invs", |s| matches!(s, Seen::Inv(_)))
+                .await
+            {
+                Seen::Inv(v) => {
+                    for iv in v {
+                        assert_eq!(iv.inv_type, inv_type::BLOCK);
+                        assert!(newest.contains(&iv.hash), "announced {}", iv.hash);
+                        assert!(told.insert(iv.hash), "announced {} twice", iv.hash);
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// A `headers` message with one header failing its proof of work is dropped whole (its
+    /// good header is not fetched either) and its sender disconnected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn header_failing_proof_of_work_drops_the_message_and_its_sender() {
+        let mut bad_node = Node::start(false).await;
+        let mut far = Node::start(false).await;
+        let good = regtest_block(Hash256::hash(b"tip"), 1);
+        let mut bad = *regtest_block(good.hash(), 2).header();
+        while bad.check_proof_of_work(Network::Regtest) {
+            bad.nonce += 1;
+        }
+        let addrs = [bad_node.addr.clone(), far.addr.clone()];
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let mut r = relay(&addrs, &[]).await;
+        let (b, f) = (bad_node.peer().await, far.peer().await);
+        b.queue_message(Message::Headers(vec![*good.header(), bad]), None)
+            .await;
+        r.expect_line(&format!("header {} fails proof of work", bad.hash()), T)
+            .await;
+        tokio::time::timeout(T, b.wait_for_disconnect())
+            .await
+            .expect("the sender is disconnected");
+        r.expect_line("- native peer", T).await;
+        let status = r.expect_line("status: ", T).await;
+        assert!(status.contains("announced 0,"), "{status}");
+        while let Ok(seen) = bad_node.seen.try_recv() {
+            assert!(!matches!(seen, Seen::GetData(_)), "asked for {seen:?}");
+        }
+        assert!(f.connected(), "the other native peer was dropped too");
     }
 }

@@ -524,3 +524,126 @@ async fn on_version_reject_is_sent_then_disconnect() {
         Some(PeerError::VersionRejected("go away".into()))
     );
 }
+
+/// BIP130: a peer configured with `send_headers` sends `sendheaders` after the handshake
+/// and the remote records it; off, or below 70012, nothing is sent.
+#[tokio::test(start_paused = true)]
+async fn sendheaders_negotiation() {
+    for (out_s, in_s, in_v) in [
+        (true, true, 70016),
+        (true, false, 70016),
+        (false, true, 70012),
+        (false, false, 70016),
+        (true, true, 70011),
+    ] {
+        let (lo, mut rxo) = recorder();
+        let (li, mut rxi) = recorder();
+        let (out, inb) = peer_pair(
+            Config {
+                send_headers: out_s,
+                ..with_listener(cfg(), lo)
+            },
+            Config {
+                send_headers: in_s,
+                protocol_version: in_v,
+                ..with_listener(cfg(), li)
+            },
+        );
+        next_ev(&mut rxo, SOON, |e| matches!(e, Ev::Verack)).await;
+        next_ev(&mut rxi, SOON, |e| matches!(e, Ev::Verack)).await;
+        // Each side writes `sendheaders` before anything queued, so once a ping has gone
+        // out and its pong come back, both sides have read whatever was sent.
+        out.queue_message(Message::Ping(MsgPing { nonce: 5 }), None)
+            .await;
+        next_ev(&mut rxo, SOON, |e| matches!(e, Ev::Msg(Message::Pong(5)))).await;
+        let case = format!("{out_s}/{in_s}/{in_v}");
+        let gate = in_v >= 70012;
+        assert_eq!(out.sent_send_headers(), out_s && gate, "{case}");
+        assert_eq!(inb.sent_send_headers(), in_s && gate, "{case}");
+        assert_eq!(inb.wants_headers(), out_s && gate, "{case}");
+        assert_eq!(out.wants_headers(), in_s && gate, "{case}");
+        assert!(out.connected() && inb.connected(), "{case}");
+    }
+}
+
+/// The raw order: `sendheaders` only after the remote's verack (Core ignores or refuses
+/// it before), and not at all when the remote speaks 70011.
+#[tokio::test(start_paused = true)]
+async fn sendheaders_follows_the_remote_verack() {
+    let send_headers = Config {
+        send_headers: true,
+        ..cfg()
+    };
+    let (peer, mut raw) = raw_pair(send_headers.clone(), true);
+    raw.send(&Message::Version(raw.version.clone())).await;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let m = raw.recv().await.expect("frame");
+        let done = matches!(m, Message::Verack);
+        seen.push(m.command().as_str().to_owned());
+        if done {
+            break;
+        }
+    }
+    assert_eq!(seen, ["version", "sendaddrv2", "verack"]);
+    assert!(raw.silent_for(SOON).await, "sent more before our verack");
+    raw.send(&Message::Verack).await;
+    assert_eq!(raw.recv_cmd().await, Message::SendHeaders);
+    assert!(peer.sent_send_headers());
+
+    let (peer, mut raw) = raw_pair(send_headers, true);
+    raw.pver = 70011;
+    raw.version = remote_version(70011);
+    raw.handshake_with_inbound().await;
+    wait_until(SOON, "handshake", || peer.verack_received()).await;
+    assert!(raw.silent_for(SOON).await, "sendheaders at 70011");
+    assert!(!peer.sent_send_headers());
+}
+
+/// `try_announce_block` announces by `inv` until the remote sends `sendheaders`, then by
+/// `headers` carrying just the block's header; a block is announced once either way.
+#[tokio::test(start_paused = true)]
+async fn blocks_are_announced_by_headers_once_the_remote_asks() {
+    let (peer, mut raw) = handshaken(cfg(), true).await;
+    let header = |nonce| BlockHeader {
+        version: 4,
+        prev_block: h(1),
+        merkle_root: h(2),
+        time: 1_700_000_000,
+        bits: 0x207f_ffff,
+        nonce,
+    };
+    let first = header(1);
+    assert!(!peer.wants_headers());
+    assert!(peer.try_announce_block(&first));
+    let block_iv = |hd: &BlockHeader| InvVect {
+        inv_type: inv_type::BLOCK,
+        hash: hd.hash(),
+    };
+    assert_eq!(raw.recv_cmd().await, Message::Inv(vec![block_iv(&first)]));
+    assert!(
+        peer.try_announce_block(&first),
+        "known: skipped, not failed"
+    );
+    assert!(raw.silent_for(SOON).await, "announced twice");
+
+    raw.send(&Message::SendHeaders).await;
+    wait_until(SOON, "sendheaders recorded", || peer.wants_headers()).await;
+    let second = header(2);
+    assert!(peer.try_announce_block(&second));
+    assert_eq!(raw.recv_cmd().await, Message::Headers(vec![second]));
+    assert!(peer.is_known_inventory(&block_iv(&second)));
+    assert!(peer.try_announce_block(&second));
+    assert!(peer.try_announce_block(&first));
+    assert!(raw.silent_for(SOON).await, "announced twice");
+    // A remote that announced a block by headers is not sent it back.
+    let third = header(3);
+    peer.add_known_inventory(block_iv(&third));
+    assert!(peer.try_announce_block(&third));
+    assert!(raw.silent_for(SOON).await);
+    assert!(peer.connected());
+
+    peer.disconnect();
+    peer.wait_for_disconnect().await;
+    assert!(!peer.try_announce_block(&header(4)), "not connected");
+}

@@ -19,9 +19,9 @@ use bitcoin::p2p::{Magic, ServiceFlags};
 use bitcoin::{BlockHash, Transaction, Txid, Wtxid};
 use bytes::Bytes;
 use protocols::bitcoin::wire::{
-    encode_frame, inv_type, pver, reject_code, services, AddrV2, AddrV2Entry, Block, BlockHeader,
-    Command, Hash256, InvVect, Message, MsgFilterLoad, MsgGetBlocks, MsgMerkleBlock, MsgPing,
-    MsgReject, MsgVersion, NetAddress, Network, TimedNetAddress, Tx,
+    checksum, encode_frame, inv_type, pver, reject_code, services, AddrV2, AddrV2Entry, Block,
+    BlockHeader, Command, Hash256, InvVect, Message, MsgFilterLoad, MsgGetBlocks, MsgMerkleBlock,
+    MsgPing, MsgReject, MsgVersion, NetAddress, Network, TimedNetAddress, Tx, WireError,
 };
 
 const PVER: u32 = pver::PROTOCOL_VERSION;
@@ -367,6 +367,94 @@ fn headers_and_block_hashes() {
         "00000000b0c5a240b2a61d2e75692224efd4cbecdf6eaf4cc2cf477ca7c270e7"
     );
     check(NetworkMessage::Headers(theirs), Message::Headers(ours));
+}
+
+/// A regtest frame around `payload`, checksum and all, whatever the payload holds.
+fn raw_frame(command: &str, payload: &[u8]) -> Vec<u8> {
+    let mut f = Network::Regtest.magic().to_vec();
+    let mut name = [0u8; 12];
+    name[..command.len()].copy_from_slice(command.as_bytes());
+    f.extend_from_slice(&name);
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(&checksum(payload));
+    f.extend_from_slice(payload);
+    f
+}
+
+/// BIP130's two messages at their edges: a full 2000-header `headers` matches the oracle;
+/// 2001 headers, a non-zero tx count after a header (plain or as a non-canonical
+/// CompactSize) are refused by us with typed errors and by the oracle too (it has no
+/// count limit, so 2001 is ours alone); `sendheaders` carries nothing.
+#[test]
+fn headers_edges_and_sendheaders() {
+    let block: bitcoin::Block = deserialize(&hex::decode(MAINNET_BLOCK).unwrap()).unwrap();
+    let theirs: Vec<bitcoin::block::Header> = (0..2000u32)
+        .map(|n| bitcoin::block::Header {
+            nonce: n,
+            ..block.header
+        })
+        .collect();
+    let ours: Vec<BlockHeader> = theirs.iter().map(our_header).collect();
+    check(
+        NetworkMessage::Headers(theirs.clone()),
+        Message::Headers(ours.clone()),
+    );
+    let full = serialize(&NetworkMessage::Headers(theirs.clone()));
+    assert_eq!(full.len(), 3 + 2000 * 81);
+
+    let mut over = theirs;
+    over.push(block.header);
+    let over_payload = serialize(&NetworkMessage::Headers(over));
+    // Refused on its length before any header is parsed (the count alone is refused in
+    // wire_limits.rs).
+    assert!(matches!(
+        Message::decode_payload(Command::Headers, &over_payload, PVER),
+        Err(WireError::PayloadTooLarge {
+            command: Command::Headers,
+            len: 162_084,
+            max: 162_009
+        })
+    ));
+    let mut ours_over = ours;
+    ours_over.push(our_header(&block.header));
+    assert!(matches!(
+        Message::Headers(ours_over).to_payload(PVER),
+        Err(WireError::TooManyItems {
+            count: 2001,
+            max: 2000,
+            ..
+        })
+    ));
+
+    // One header; then its tx count replaced.
+    let one = serialize(&NetworkMessage::Headers(vec![block.header]));
+    assert_eq!(one.len(), 82);
+    assert_eq!(one[81], 0, "the oracle writes a zero tx count");
+    let bad_counts: [&[u8]; 3] = [&[1], &[0xfd, 0x00, 0x00], &[0xfd, 0x01, 0x00]];
+    for count in bad_counts {
+        let mut payload = one[..81].to_vec();
+        payload.extend_from_slice(count);
+        let ours = Message::decode_payload(Command::Headers, &payload, PVER).unwrap_err();
+        assert!(
+            matches!(
+                ours,
+                WireError::HeaderTxCount(_) | WireError::NonCanonicalCompactSize { .. }
+            ),
+            "{count:02x?}: {ours:?}"
+        );
+        let oracle: Result<RawNetworkMessage, _> = deserialize(&raw_frame("headers", &payload));
+        assert!(oracle.is_err(), "{count:02x?}: the oracle accepts it");
+    }
+    assert!(matches!(
+        Message::decode_payload(Command::Headers, &[0x01, 0x00], PVER),
+        Err(WireError::Truncated { .. })
+    ));
+
+    assert!(serialize(&NetworkMessage::SendHeaders).is_empty());
+    assert!(matches!(
+        Message::decode_payload(Command::SendHeaders, &[0], PVER),
+        Err(WireError::PayloadTooLarge { max: 0, .. })
+    ));
 }
 
 fn check_tx(hex_str: &str) {

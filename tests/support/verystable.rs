@@ -522,6 +522,13 @@ impl CorePeer {
         }
     }
 
+    /// The events read so far and kept unmatched that satisfy `pred`, oldest first, left in
+    /// place. Only events already read count: wait for a later one first (the `pong` to a
+    /// `ping`, say) to be sure everything before it has been read.
+    pub fn kept(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.backlog.iter().filter(|e| pred(e)).cloned().collect()
+    }
+
     /// Closes the script's stdin, which makes it disconnect and exit.
     pub fn close_stdin(&mut self) {
         self.stdin = None;

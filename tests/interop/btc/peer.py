@@ -54,6 +54,7 @@ from verystable.core.messages import (  # noqa: E402
     msg_notfound,
     msg_ping,
     msg_pong,
+    msg_sendheaders,
 )
 
 LOG = logging.getLogger("peer.py")
@@ -466,6 +467,9 @@ def build_message(cmd):
         msg = msg_addrv2() if name == "addrv2" else msg_addr()
         msg.addrs = build_addrs(cmd, name == "addrv2")
         return msg, {"count": len(msg.addrs)}
+    if name == "sendheaders":
+        # BIP130: ask to have new blocks announced with `headers` instead of `inv`.
+        return msg_sendheaders(), {}
     if name == "getheaders":
         return build_locator_msg(msg_getheaders(), cmd), {}
     if name == "getblocks":

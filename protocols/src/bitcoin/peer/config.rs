@@ -55,6 +55,11 @@ pub struct Config {
     /// Off by default: once both sides sent it, transactions must be announced and
     /// requested by wtxid (`MSG_WTX`), which the application has to do itself.
     pub wtxid_relay: bool,
+    /// Send BIP130 `sendheaders` once the handshake is done (when the negotiated version
+    /// is at least 70012), asking the remote to announce new blocks with `headers` instead
+    /// of `inv`. Off by default: a peer that asks for headers has to fetch the blocks they
+    /// name itself (see [`Listener::on_headers`]).
+    pub send_headers: bool,
     /// Callbacks.
     pub listener: Arc<dyn Listener>,
     /// Inventory trickle period (default 10 s).
@@ -91,6 +96,7 @@ impl Default for Config {
             protocol_version: pver::PROTOCOL_VERSION,
             disable_relay_tx: false,
             wtxid_relay: false,
+            send_headers: false,
             listener: Arc::new(NoopListener),
             trickle_interval: DEFAULT_TRICKLE_INTERVAL,
             allow_self_conns: false,
@@ -115,6 +121,7 @@ impl fmt::Debug for Config {
             .field("protocol_version", &self.protocol_version)
             .field("disable_relay_tx", &self.disable_relay_tx)
             .field("wtxid_relay", &self.wtxid_relay)
+            .field("send_headers", &self.send_headers)
             .field("trickle_interval", &self.trickle_interval)
             .field("allow_self_conns", &self.allow_self_conns)
             .field("disable_stall_handler", &self.disable_stall_handler)

@@ -3,7 +3,9 @@
 //! Outbound: write version, read version, [wtxidrelay], [sendaddrv2], verack, wait for
 //! verack. Inbound: read version, write version, then the same. `sendaddrv2` (and
 //! `wtxidrelay`, when configured) is sent when the negotiated version is >= 70016. Both
-//! sides send verack before receiving the remote's.
+//! sides send verack before receiving the remote's. When configured, BIP130 `sendheaders`
+//! follows the remote's verack (>= 70012), as Bitcoin Core sends it: before the remote's
+//! verack it would be an invalid handshake message.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -80,7 +82,12 @@ pub(crate) async fn negotiate<R: TransportReader, W: TransportWriter>(
         write_direct(peer, w, &Message::SendAddrV2, pv).await?;
     }
     write_direct(peer, w, &Message::Verack, pv).await?;
-    wait_for_verack(peer, r, pv).await
+    wait_for_verack(peer, r, pv).await?;
+    if peer.config().send_headers && pv >= pver::SEND_HEADERS {
+        write_direct(peer, w, &Message::SendHeaders, pv).await?;
+        peer.state().sent_send_headers = true;
+    }
+    Ok(())
 }
 
 /// Our version message (btcd `localVersionMsg`).

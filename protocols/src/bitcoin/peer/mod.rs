@@ -62,7 +62,7 @@ pub use v2::{
     accept_auto, connect_auto, detect_inbound, AutoTransport, V2HandshakeError, V2Transport,
 };
 
-use crate::bitcoin::wire::{Hash256, InvVect, Message, NetAddress};
+use crate::bitcoin::wire::{inv_type, BlockHeader, Hash256, InvVect, Message, NetAddress};
 use queue::{Done, Outgoing, Queues};
 use stall::StallState;
 use stats::State;
@@ -351,6 +351,38 @@ impl Peer {
         self.inner.inv_tx.try_send(iv).is_ok()
     }
 
+    /// Announce a new block without waiting, the way the remote asked for: by `headers`
+    /// (the block's header alone) when it sent BIP130 `sendheaders`, by `inv` otherwise.
+    /// Either way the block becomes known inventory, so it is announced once. Returns false
+    /// if the peer is not connected or the queue is full; true also when the block is
+    /// skipped as known.
+    ///
+    /// Bitcoin Core announces by `headers` only when the remote is known to have the
+    /// parent; a peer without chain state cannot know that, so the remote may answer a
+    /// header it cannot connect with `getheaders`.
+    pub fn try_announce_block(&self, header: &BlockHeader) -> bool {
+        let iv = InvVect {
+            inv_type: inv_type::BLOCK,
+            hash: header.hash(),
+        };
+        if !self.connected() {
+            return false;
+        }
+        if self.known().contains(&iv) {
+            return true;
+        }
+        // Block inventory skips the trickle, which is what marks trickled items known.
+        let queued = if self.wants_headers() {
+            self.try_queue_message(Message::Headers(vec![*header]), None)
+        } else {
+            self.inner.inv_tx.try_send(iv).is_ok()
+        };
+        if queued {
+            self.known().insert(iv);
+        }
+        queued
+    }
+
     /// Mark `iv` as known to the remote, so it is not announced to it.
     pub fn add_known_inventory(&self, iv: InvVect) {
         self.known().insert(iv);
@@ -492,9 +524,16 @@ impl Peer {
         self.state().starting_height
     }
 
-    /// Whether the remote sent `sendheaders`.
+    /// Whether the remote sent BIP130 `sendheaders`: it prefers new blocks announced by
+    /// `headers` rather than `inv` (see [`try_announce_block`](Self::try_announce_block)).
     pub fn wants_headers(&self) -> bool {
         self.state().wants_headers
+    }
+
+    /// Whether we sent BIP130 `sendheaders` after the handshake (per
+    /// [`Config::send_headers`], at version >= 70012).
+    pub fn sent_send_headers(&self) -> bool {
+        self.state().sent_send_headers
     }
 
     /// Whether the remote advertised NODE_WITNESS.

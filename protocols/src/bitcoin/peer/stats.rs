@@ -66,6 +66,7 @@ pub(crate) struct State {
     pub time_offset: i64,
     pub witness_enabled: bool,
     pub wants_headers: bool,
+    pub sent_send_headers: bool,
     pub wants_addr_v2: bool,
     pub wants_wtxid_relay: bool,
     pub last_ping_nonce: u64,
