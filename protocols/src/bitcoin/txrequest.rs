@@ -1,5 +1,5 @@
 //! Which peer to ask for which announced item, modelled on Bitcoin Core's
-//! `TxRequestTracker` (`txrequest.cpp`).
+//! `TxRequestTracker`.
 //!
 //! Every announcement is remembered per announcing peer, so when the peer that was asked
 //! fails (answers `notfound`, times out, disconnects, or the request could not be sent)

@@ -13,7 +13,8 @@ use p2p::peer::{Direction, ProtoRw, ProtoWriter};
 use p2p::protocol::{Protocol, ProtocolError};
 
 use super::transport::{
-    Inbound, Received, RecvError, SendError, Transport, TransportReader, TransportWriter,
+    Inbound, LinkClosed, Received, RecvError, SendError, Transport, TransportReader,
+    TransportWriter,
 };
 use super::{Config, Peer};
 use crate::bitcoin::wire::{Command, Message};
@@ -58,11 +59,10 @@ pub struct BraidReader {
 
 impl TransportReader for BraidReader {
     async fn recv(&mut self, pver: u32) -> Result<Received, RecvError> {
-        let msg = self
-            .rw
-            .read()
-            .await
-            .map_err(|e| RecvError::Closed(e.to_string()))?;
+        let msg = self.rw.read().await.map_err(|e| {
+            tracing::debug!(error = %e, "braid link ended");
+            RecvError::Closed(LinkClosed::Braid)
+        })?;
         let bytes = msg.size;
         let cmd = u8::try_from(msg.code).ok().and_then(Command::from_code);
         let Some(cmd) = cmd else {
@@ -93,7 +93,10 @@ impl TransportWriter for BraidWriter {
         self.writer
             .write(u64::from(msg.command().code()), &payload)
             .await
-            .map_err(|e| SendError::Closed(e.to_string()))?;
+            .map_err(|e| {
+                tracing::debug!(error = %e, "braid link ended");
+                SendError::Closed(LinkClosed::Braid)
+            })?;
         Ok(payload.len())
     }
 }

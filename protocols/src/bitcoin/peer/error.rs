@@ -1,5 +1,8 @@
 //! Why a peer ended.
 
+use std::time::Duration;
+
+use super::transport::{LinkClosed, SendError};
 use crate::bitcoin::wire::Command;
 
 /// The reason a peer disconnected, as recorded by [`Peer::close_reason`](super::Peer::close_reason).
@@ -14,7 +17,7 @@ pub enum PeerError {
     NegotiationTimeout,
     /// The transport closed.
     #[error("connection closed: {0}")]
-    Closed(String),
+    Closed(LinkClosed),
     /// The remote sent something we could not accept.
     #[error("malformed message: {0}")]
     Malformed(String),
@@ -53,5 +56,29 @@ pub enum PeerError {
     Stalled(Command),
     /// A write failed or timed out.
     #[error("write failed: {0}")]
-    WriteFailed(String),
+    WriteFailed(WriteFailure),
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteFailure {
+    /// The link is gone.
+    #[error("{0}")]
+    Closed(LinkClosed),
+    /// The message cannot be encoded at the negotiated version (nothing was written).
+    #[error("{0} cannot be encoded at this protocol version")]
+    Unencodable(Command),
+    /// The write did not finish within the write timeout.
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
+impl WriteFailure {
+    /// The failure of sending `command`.
+    pub(crate) fn of(command: Command, e: SendError) -> Self {
+        match e {
+            SendError::Closed(c) => WriteFailure::Closed(c),
+            SendError::Encode(_) => WriteFailure::Unencodable(command),
+        }
+    }
 }

@@ -10,8 +10,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::lru::{is_own_nonce, remember_sent_nonce};
-use super::outbound::write_direct;
 use super::transport::{Inbound, Received, RecvError, TransportReader, TransportWriter};
+use super::writer::write_direct;
 use super::{Peer, PeerError, MIN_ACCEPTABLE_PROTOCOL_VERSION};
 use crate::bitcoin::wire::{
     pver, reject_code, services, Message, MsgReject, MsgVersion, NetAddress,

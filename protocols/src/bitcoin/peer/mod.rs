@@ -5,7 +5,7 @@
 //! Behaviour follows btcd's `peer` package (handshake order, negotiated version = min of
 //! both, self-connection nonces, FIFO queue with one message in flight, 10 s inventory
 //! trickle, 2 min pings, 5 min idle timeout, stall detection, duplicate-request filtering),
-//! with the btcd bugs listed in `reference/btcd-peer.md` §1.19 fixed:
+//! except where btcd has known defects, which are fixed here:
 //! known inventory is keyed by value, the addrv2 shuffle is a real shuffle, rejects that
 //! the remote's version cannot carry are not attempted, the "not a version" reject names
 //! the offending command, [`StatsSnapshot`] carries both advertised and negotiated versions,
@@ -20,17 +20,17 @@ pub mod braid;
 mod config;
 mod error;
 mod handshake;
-mod inbound;
 mod listener;
 mod lru;
 mod native;
-mod outbound;
 mod push;
 mod queue;
+mod reader;
 mod stall;
 mod stats;
 mod transport;
 pub mod v2;
+mod writer;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -47,20 +47,21 @@ pub use config::{
     DEFAULT_STALL_RESPONSE, DEFAULT_STALL_TICK, DEFAULT_TRICKLE_INTERVAL,
     MIN_ACCEPTABLE_PROTOCOL_VERSION, USER_AGENT_PREFIX,
 };
-pub use error::PeerError;
+pub use error::{PeerError, WriteFailure};
 pub use listener::{Listener, NoopListener};
 pub use lru::{LruSet, SENT_NONCES_CAPACITY};
 pub use native::{NativeReader, NativeTransport, NativeWriter};
-pub use outbound::{MAX_INV_TRICKLE_SIZE, MAX_TRICKLE_QUEUE};
 pub use push::PushError;
 pub use queue::{SendOutcome, OUTPUT_BUFFER_SIZE};
 pub use stats::StatsSnapshot;
 pub use transport::{
-    Inbound, Received, RecvError, SendError, Transport, TransportReader, TransportWriter,
+    Inbound, LinkClosed, Received, RecvError, SendError, Transport, TransportReader,
+    TransportWriter,
 };
 pub use v2::{
     accept_auto, connect_auto, detect_inbound, AutoTransport, V2HandshakeError, V2Transport,
 };
+pub use writer::{MAX_INV_TRICKLE_SIZE, MAX_TRICKLE_QUEUE};
 
 use crate::bitcoin::wire::{inv_type, BlockHeader, Hash256, InvVect, Message, NetAddress};
 use queue::{Done, Outgoing, Queues};
@@ -191,7 +192,7 @@ impl Peer {
         let Some(queues) = queues else {
             return;
         };
-        tokio::spawn(outbound::run(self.clone(), transport, queues).instrument(span));
+        tokio::spawn(writer::run(self.clone(), transport, queues).instrument(span));
     }
 
     fn addr_of(&self, st: &State) -> String {

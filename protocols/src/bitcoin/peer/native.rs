@@ -133,7 +133,7 @@ impl<S: AsyncRead + Send + 'static> TransportReader for NativeReader<S> {
                 inbound: Inbound::Unknown(name),
                 bytes,
             }),
-            Err(WireError::Io(e)) => Err(RecvError::Closed(e.to_string())),
+            Err(WireError::Io(e)) => Err(RecvError::Closed(e.into())),
             Err(error) => Err(RecvError::Malformed { error, bytes }),
         }
     }
@@ -152,7 +152,7 @@ impl<S: AsyncWrite + Send + 'static> TransportWriter for NativeWriter<S> {
             self.inner.write_all(&frame).await?;
             self.inner.flush().await
         };
-        io.await.map_err(|e| SendError::Closed(e.to_string()))?;
+        io.await.map_err(|e| SendError::Closed(e.into()))?;
         Ok(frame.len())
     }
 }

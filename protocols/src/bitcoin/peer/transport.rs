@@ -24,12 +24,35 @@ pub struct Received {
     pub bytes: usize,
 }
 
+/// Why a transport stopped carrying messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkClosed {
+    /// The stream ended or failed underneath (EOF, reset, refused…), by kind.
+    #[error("i/o: {0}")]
+    Io(std::io::ErrorKind),
+    /// The stream ended in the middle of a v2 packet.
+    #[error("end of stream inside a v2 packet")]
+    TruncatedPacket,
+    /// A v2 packet failed authentication: the stream cannot be trusted past it.
+    #[error("v2 packet failed authentication")]
+    Unauthenticated,
+    /// The braid link carrying the `btc` capability closed, or its peer is closing.
+    #[error("braid link closed")]
+    Braid,
+}
+
+impl From<std::io::Error> for LinkClosed {
+    fn from(e: std::io::Error) -> Self {
+        LinkClosed::Io(e.kind())
+    }
+}
+
 /// Why a receive failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecvError {
     /// The connection ended (EOF, reset, link closed). Nothing to answer.
     #[error("connection closed: {0}")]
-    Closed(String),
+    Closed(LinkClosed),
     /// A message arrived but could not be accepted (bad checksum, wrong magic, oversize,
     /// undecodable payload, trailing bytes). The peer answers with a `reject` and leaves.
     #[error("malformed message: {error}")]
@@ -49,7 +72,7 @@ pub enum SendError {
     Encode(#[from] WireError),
     /// The connection is gone.
     #[error("connection closed: {0}")]
-    Closed(String),
+    Closed(LinkClosed),
 }
 
 /// A bidirectional message transport, split into halves so reading and writing can

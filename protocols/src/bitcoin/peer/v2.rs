@@ -29,7 +29,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::native::{NativeReader, NativeTransport, NativeWriter};
 use super::transport::{
-    Inbound, Received, RecvError, SendError, Transport, TransportReader, TransportWriter,
+    Inbound, LinkClosed, Received, RecvError, SendError, Transport, TransportReader,
+    TransportWriter,
 };
 use crate::bitcoin::wire::MAX_PROTOCOL_MESSAGE_LENGTH;
 use crate::bitcoin::wire::{max_payload_len, Command, Message, Network, WireError};
@@ -530,7 +531,7 @@ pub fn encode_contents(msg: &Message, pver: u32) -> Result<Vec<u8>, WireError> {
 
 impl<S: AsyncRead + Unpin + Send + 'static> TransportReader for V2Reader<S> {
     async fn recv(&mut self, pver: u32) -> Result<Received, RecvError> {
-        let closed = |e: io::Error| RecvError::Closed(e.to_string());
+        let closed = |e: io::Error| RecvError::Closed(e.into());
         let mut bytes = 0usize;
         // Decoys are skipped; each one consumed bytes, so the caller's idle deadline bounds
         // this loop.
@@ -561,12 +562,15 @@ impl<S: AsyncRead + Unpin + Send + 'static> TransportReader for V2Reader<S> {
                 .map_err(closed)?;
             bytes += packet.len();
             if packet.len() != len {
-                return Err(RecvError::Closed("eof inside a v2 packet".into()));
+                return Err(RecvError::Closed(LinkClosed::TruncatedPacket));
             }
             let (kind, plain) = self
                 .cipher
                 .decrypt_in_place(&mut packet, None)
-                .map_err(|e| RecvError::Closed(format!("v2 packet rejected: {e}")))?;
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "v2 packet rejected");
+                    RecvError::Closed(LinkClosed::Unauthenticated)
+                })?;
             if kind == PacketType::Decoy {
                 tracing::trace!(len, "ignoring v2 decoy packet");
                 continue;
@@ -604,7 +608,7 @@ impl<S: AsyncWrite + Unpin + Send + 'static> V2Writer<S> {
             self.inner.write_all(&packet).await?;
             self.inner.flush().await
         };
-        io.await.map_err(|e| SendError::Closed(e.to_string()))?;
+        io.await.map_err(|e| SendError::Closed(e.into()))?;
         Ok(packet.len())
     }
 

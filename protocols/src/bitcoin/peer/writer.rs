@@ -6,9 +6,10 @@ use std::time::SystemTime;
 
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
+use super::error::WriteFailure;
 use super::queue::{Done, Queues, SendOutcome};
 use super::transport::{Transport, TransportWriter};
-use super::{handshake, inbound, Peer, PeerError};
+use super::{handshake, reader, Peer, PeerError};
 use crate::bitcoin::wire::{inv_type, pver, InvVect, Message, MsgPing};
 
 /// btcd `maxInvTrickleSize`: most inventory vectors per trickled `inv`.
@@ -38,7 +39,7 @@ pub(crate) async fn run<T: Transport>(peer: Peer, transport: T, queues: Queues) 
         Ok(()) => {
             tracing::debug!(pver = peer.protocol_version(), "handshake complete");
             tokio::join!(
-                inbound::in_loop(peer.clone(), reader),
+                reader::in_loop(peer.clone(), reader),
                 out_loop(peer.clone(), writer, queues),
                 stall_loop(peer.clone()),
             );
@@ -58,7 +59,7 @@ pub(crate) async fn write_direct<W: TransportWriter>(
 ) -> Result<usize, PeerError> {
     let res = w.send(msg, pv).await;
     account_write(peer, msg, &res);
-    res.map_err(|e| PeerError::WriteFailed(e.to_string()))
+    res.map_err(|e| PeerError::WriteFailed(WriteFailure::of(msg.command(), e)))
 }
 
 fn account_write<E: std::fmt::Display>(peer: &Peer, msg: &Message, res: &Result<usize, E>) {
@@ -103,8 +104,8 @@ async fn write_queued<W: TransportWriter>(
         biased;
         _ = peer.cancel_token().cancelled() => return Err(PeerError::Disconnected),
         res = tokio::time::timeout(cfg.write_timeout, w.send(&msg, pv)) => match res {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("write timed out after {:?}", cfg.write_timeout)),
+            Ok(r) => r.map_err(|e| WriteFailure::of(msg.command(), e)),
+            Err(_) => Err(WriteFailure::TimedOut(cfg.write_timeout)),
         },
     };
     account_write(peer, &msg, &res);
