@@ -27,9 +27,9 @@ pub enum LinkError {
     /// TCP connect failed.
     #[error("cannot connect to {addr}: {source}")]
     Connect {
-        /// Where.
+        /// The address dialed.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's error (refused, unreachable…).
         source: std::io::Error,
     },
     /// A step did not finish in time.

@@ -13,17 +13,17 @@ pub enum ServerError {
     /// Binding the listener failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
-        /// The address.
+        /// The address we tried to bind.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's error (address in use, permission denied…).
         source: std::io::Error,
     },
     /// TCP connect failed or timed out.
     #[error("cannot connect to {addr}: {source}")]
     Connect {
-        /// The address.
+        /// The address we dialed.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's error, or `TimedOut` when the dial timeout passed.
         source: std::io::Error,
     },
     /// The address is not on the allow-list.

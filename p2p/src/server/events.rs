@@ -25,7 +25,7 @@ pub enum PeerEvent {
     Dropped {
         /// Node id (hex).
         id: String,
-        /// Why.
+        /// Who ended it and with which disconnect reason.
         reason: CloseReason,
     },
     /// Discovery found a node worth dialing.
