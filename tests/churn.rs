@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use p2p::base::{Capability, DisconnectReason, Hello};
 use p2p::conn::Conn;
 use p2p::node::NodeId;
-use p2p::protocol::Protocol;
 use p2p::server::{Server, ServerConfig};
 use p2p::session::{exchange_hello, send_disconnect};
+use p2p::testkit::echo_protocol as echo;
+use p2p::testkit::process;
 use secp256k1::SecretKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -25,39 +26,11 @@ const RSS_TOLERANCE: u64 = 16 * MIB;
 /// Most extra descriptors left open at the end (none expected; slack for the runtime).
 const FD_TOLERANCE: usize = 4;
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS line")
-        * 1024
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks()
 }
-
-fn echo() -> Protocol {
-    Protocol::new("echo", 1, 2, |_peer, mut rw| async move {
-        loop {
-            let m = rw.read().await?;
-            if m.code == 0 {
-                rw.write(1, &m.payload).await?;
-            }
-        }
-    })
-}
-
 /// One cycle; `how` picks the ending. Errors are returned as text for the assertion.
 async fn cycle(addr: std::net::SocketAddr, hub: NodeId, how: usize) -> Result<(), String> {
     let key = SecretKey::new(&mut rand::thread_rng());
@@ -145,7 +118,11 @@ async fn connect_handshake_disconnect_churn() {
     let warm = 200.min(cycles);
     run_cycles(addr, id, 0, warm).await;
     wait_idle(&hub).await;
-    let (rss0, fds0, tasks0) = (rss_bytes(), open_fds(), alive_tasks());
+    let (rss0, fds0, tasks0) = (
+        process::rss_bytes().expect("VmRSS"),
+        process::open_fds().expect("/proc/self/fd"),
+        alive_tasks(),
+    );
 
     let start = Instant::now();
     tokio::time::timeout(limit, run_cycles(addr, id, warm, cycles))
@@ -153,7 +130,11 @@ async fn connect_handshake_disconnect_churn() {
         .unwrap_or_else(|_| panic!("{cycles} cycles did not finish within {limit:?}"));
     let took = start.elapsed();
     wait_idle(&hub).await;
-    let (rss1, fds1, tasks1) = (rss_bytes(), open_fds(), alive_tasks());
+    let (rss1, fds1, tasks1) = (
+        process::rss_bytes().expect("VmRSS"),
+        process::open_fds().expect("/proc/self/fd"),
+        alive_tasks(),
+    );
 
     eprintln!(
         "CHURN {cycles} cycles in {:.1}s ({:.0}/s) | rss {:.1} -> {:.1} MiB | fds {fds0} -> {fds1} | tokio tasks {tasks0} -> {tasks1} | peers {}",

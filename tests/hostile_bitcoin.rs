@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use p2p::testkit::process;
 use protocols::bitcoin::peer::{Config, Listener, NativeTransport, Peer};
 use protocols::bitcoin::wire::{
     checksum, encode_frame, inv_type, read_frame, services, FrameHeader, Hash256, InvVect, Message,
@@ -37,20 +38,6 @@ fn cfg() -> Config {
         ..Config::default()
     }
 }
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 struct PongTimer(mpsc::UnboundedSender<u64>);
 
 impl Listener for PongTimer {
@@ -109,7 +96,7 @@ impl Scene {
         F: std::future::Future<Output = String> + Send + 'static,
     {
         let _serial = SERIAL.lock().await;
-        let base = rss_bytes();
+        let base = process::rss_bytes().unwrap_or(0);
         let attack = tokio::spawn(attack);
         let mut rtts = Vec::new();
         let mut peak = base;
@@ -128,7 +115,7 @@ impl Scene {
                 }
             }
             rtts.push(t.elapsed());
-            peak = peak.max(rss_bytes());
+            peak = peak.max(process::rss_bytes().unwrap_or(0));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let outcome = attack.await.expect("attack task");

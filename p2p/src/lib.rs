@@ -90,6 +90,7 @@ pub mod protocol;
 pub mod record;
 pub mod server;
 pub mod session;
+pub mod testkit;
 
 // What a protocol author and a node operator need, at the crate root; the modules above
 // hold the rest (the link's layers, for tools and conformance tests).

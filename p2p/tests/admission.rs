@@ -11,31 +11,14 @@ use p2p::node::NodeId;
 use p2p::protocol::{Protocol, ProtocolError};
 use p2p::server::{PeerEvent, Server, ServerConfig};
 use p2p::session::{exchange_hello, SessionError};
+use p2p::testkit::{echo_protocol as echo, loopback_config, random_key};
 use secp256k1::SecretKey;
 use tokio::net::TcpSocket;
 
 const T: Duration = Duration::from_secs(10);
 
-fn echo() -> Protocol {
-    Protocol::new("echo", 1, 2, |_peer, mut rw| async move {
-        loop {
-            let m = rw.read().await?;
-            if m.code == 0 {
-                rw.write(1, &m.payload).await?;
-            }
-        }
-    })
-}
-
 fn config() -> ServerConfig {
-    let key = SecretKey::new(&mut rand::thread_rng());
-    let mut cfg = ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap()));
-    cfg.protocols.push(echo());
-    cfg
-}
-
-fn random_key() -> SecretKey {
-    SecretKey::new(&mut rand::thread_rng())
+    loopback_config(vec![echo()])
 }
 
 async fn wait_for<F: Fn() -> bool>(f: F) {

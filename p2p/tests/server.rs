@@ -7,27 +7,13 @@ use p2p::base::DisconnectReason;
 use p2p::protocol::Protocol;
 use p2p::server::{PeerEvent, Server, ServerConfig, ServerError};
 use p2p::session::SessionError;
+use p2p::testkit::echo_protocol as echo;
 use secp256k1::SecretKey;
 
 const T: Duration = Duration::from_secs(10);
 
-/// An echo protocol: every message comes back.
-fn echo() -> Protocol {
-    Protocol::new("echo", 1, 2, |_peer, mut rw| async move {
-        loop {
-            let m = rw.read().await?;
-            if m.code == 0 {
-                rw.write(1, &m.payload).await?;
-            }
-        }
-    })
-}
-
 fn config() -> ServerConfig {
-    let key = SecretKey::new(&mut rand::thread_rng());
-    let mut cfg = ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap()));
-    cfg.protocols.push(echo());
-    cfg
+    p2p::testkit::loopback_config(vec![echo()])
 }
 
 async fn start(cfg: ServerConfig) -> Server {

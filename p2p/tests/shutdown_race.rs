@@ -10,18 +10,12 @@ use p2p::node::NodeId;
 use p2p::protocol::Protocol;
 use p2p::server::{Server, ServerConfig};
 use p2p::session::exchange_hello;
+use p2p::testkit::process;
 use secp256k1::SecretKey;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 const DIALS: usize = 200;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -60,7 +54,7 @@ async fn dial(addr: std::net::SocketAddr, hub: NodeId) -> bool {
 /// One round: start a hub, race `DIALS` dials against its shutdown once `trigger` peers
 /// are up, and check nothing is left.
 async fn round(trigger: usize) {
-    let fds_before = open_fds();
+    let fds_before = process::open_fds().expect("/proc/self/fd");
     let tasks_before = alive_tasks();
     let key = SecretKey::new(&mut rand::thread_rng());
     let mut cfg = ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap()));
@@ -100,7 +94,7 @@ async fn round(trigger: usize) {
     drop(hub);
     // Whatever is left must already be gone (a moment for the last frees to land).
     let settle = Instant::now();
-    while (alive_tasks() > tasks_before || open_fds() > fds_before)
+    while (alive_tasks() > tasks_before || process::open_fds().expect("/proc/self/fd") > fds_before)
         && settle.elapsed() < Duration::from_millis(500)
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -109,11 +103,14 @@ async fn round(trigger: usize) {
         "shutdown with {peers_at_shutdown} peers up took {took:?}; links left open: {held_open}; \
          tasks {tasks_before} -> {}; fds {fds_before} -> {}",
         alive_tasks(),
-        open_fds()
+        process::open_fds().expect("/proc/self/fd")
     );
     assert_eq!(held_open, 0, "links the hub kept open past shutdown");
     assert!(alive_tasks() <= tasks_before, "tasks left");
-    assert!(open_fds() <= fds_before, "descriptors left");
+    assert!(
+        process::open_fds().expect("/proc/self/fd") <= fds_before,
+        "descriptors left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

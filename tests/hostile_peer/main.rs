@@ -46,6 +46,7 @@ use p2p::peer::PeerConfig;
 use p2p::protocol::{InboundLimits, Protocol, ProtocolError};
 use p2p::server::{Server, ServerConfig, ServerError};
 use p2p::session::SessionError;
+use p2p::testkit::{echo_protocol as echo, process, random_key, slow_protocol};
 use rand::RngCore;
 use secp256k1::SecretKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -72,66 +73,15 @@ const OFFSET: u64 = 16;
 /// One attack at a time: memory is measured per process.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-// ---------------------------------------------------------------------------------------
-// Process measurements.
-
-/// Resident set size of this process in bytes, from /proc/self/status.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS line");
-    kb * 1024
-}
-
-/// Open file descriptors of this process.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// The soft limit on open files, from /proc/self/limits.
-fn fd_soft_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024)
-}
-
+/// Memory bounds are stated in MiB.
 const MIB: u64 = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------
 // The scene: hub + honest peer.
 
-/// Echo: code 0 comes back as code 1; anything else is read and dropped.
-fn echo() -> Protocol {
-    Protocol::new("echo", 1, 2, |_peer, mut rw| async move {
-        loop {
-            let m = rw.read().await?;
-            if m.code == 0 {
-                rw.write(1, &m.payload).await?;
-            }
-        }
-    })
-}
-
 /// A protocol that reads one message per 100 ms, with a small inbound queue.
 fn slow() -> Protocol {
-    Protocol::new("slow", 1, 2, |_peer, mut rw| async move {
-        loop {
-            rw.read().await?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .with_inbound_limits(InboundLimits {
+    slow_protocol(InboundLimits {
         max_messages: 32,
         max_bytes: 1 << 20,
     })
@@ -166,11 +116,6 @@ fn honest_pinger(rtts: Rtts) -> Protocol {
         }
     })
 }
-
-fn random_key() -> SecretKey {
-    SecretKey::new(&mut rand::thread_rng())
-}
-
 fn hub_config() -> ServerConfig {
     let mut cfg = ServerConfig::new(random_key(), Some("127.0.0.1:0".parse().unwrap()));
     cfg.protocols = vec![echo(), slow()];
@@ -234,15 +179,15 @@ impl Scene {
     where
         F: Future<Output = String>,
     {
-        let baseline = rss_bytes();
-        let fds_before = open_fds();
+        let baseline = process::rss_bytes().expect("VmRSS");
+        let fds_before = process::open_fds().expect("/proc/self/fd");
         let peak = Arc::new(AtomicU64::new(baseline));
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
             let (peak, stop) = (peak.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                    peak.fetch_max(process::rss_bytes().expect("VmRSS"), Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             })
@@ -278,7 +223,7 @@ impl Scene {
             rss_bound / MIB,
             baseline as f64 / MIB as f64,
             fds_before,
-            open_fds(),
+            process::open_fds().expect("/proc/self/fd"),
             window.len(),
             median.as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3,
