@@ -83,6 +83,7 @@ pub mod ecies;
 pub mod frame;
 pub mod message;
 pub mod metrics;
+pub mod nat;
 pub mod node;
 pub mod peer;
 pub mod protocol;

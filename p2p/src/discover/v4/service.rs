@@ -507,15 +507,27 @@ impl Discv4 {
     /// from the current ones, the record is re-signed with the next sequence number, which
     /// peers learn from our pings and pongs.
     pub fn set_endpoint(&self, ip: IpAddr, tcp_port: u16) -> Result<NodeRecord, DiscoveryError> {
+        let udp_port = lock(&self.inner.state).endpoint.udp_port;
+        self.set_advertised(ip, tcp_port, udp_port)
+    }
+
+    /// Like [`Discv4::set_endpoint`], and also announces `udp_port` as our discovery port
+    /// (the external port of a NAT mapping, which may differ from the bound one).
+    pub fn set_advertised(
+        &self,
+        ip: IpAddr,
+        tcp_port: u16,
+        udp_port: u16,
+    ) -> Result<NodeRecord, DiscoveryError> {
         let mut st = lock(&self.inner.state);
-        if st.endpoint.ip == ip && st.endpoint.tcp_port == tcp_port {
-            return Ok(st.record.clone());
-        }
         let endpoint = Endpoint {
             ip,
-            udp_port: st.endpoint.udp_port,
+            udp_port,
             tcp_port,
         };
+        if st.endpoint == endpoint {
+            return Ok(st.record.clone());
+        }
         let spec = record_spec(&self.inner.config, Some(ip), &endpoint);
         let record = NodeRecord::build(&self.inner.key, st.record.seq() + 1, &spec)?;
         st.endpoint = endpoint;
