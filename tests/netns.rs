@@ -572,3 +572,129 @@ async fn three_hosts_meet_the_per_ip_throttle_and_the_subnet_cap() {
     hub_rt.run(async move { server.shutdown().await }).await;
     drop(b_rt);
 }
+
+#[tokio::test]
+async fn a_slow_lossy_link_still_handshakes_pings_and_delivers_every_line_once() {
+    const LINES: usize = 200;
+    const DELAY: Duration = Duration::from_millis(100);
+    let Some(mut lab) = Lab::new("lossy") else {
+        return;
+    };
+    let x = lab.netns("x");
+    let y = lab.netns("y");
+    // 100 ms each way, 1% of packets lost, like `tc netem delay 100ms loss 1%`.
+    let line = lab.delay_line(&x, "10.77.9.1", &y, "10.77.9.2", DELAY, 0.01);
+    let (x_rt, y_rt) = (NsRuntime::enter(&x), NsRuntime::enter(&y));
+
+    // Pings every second (as often as a peer's inbound ping allowance refills).
+    let fast_pings = |cfg: &mut ServerConfig| {
+        cfg.peer.ping_interval = Duration::from_secs(1);
+        cfg.peer.pong_timeout = Duration::from_secs(3);
+    };
+    let (room_x, _events_x) = ChatRoom::new("x");
+    let mut cfg_x = ServerConfig::new(
+        *NodeKey::generate().secret(),
+        Some("10.77.9.1:30700".parse().unwrap()),
+    )
+    .protocol(room_x.protocol());
+    fast_pings(&mut cfg_x);
+    // Every dialer comes from y's one address.
+    cfg_x.inbound_throttle = Duration::ZERO;
+    let server_x = x_rt.run(Server::start(cfg_x)).await.unwrap();
+    let x_enode = server_x.enode().unwrap();
+
+    // Handshakes: three fresh nodes dial in turn; each takes at least two round trips
+    // (TCP's, then auth/ack, the listener's Hello following its ack), 400 ms here: the
+    // link really is slow.
+    for _ in 0..3 {
+        let to = x_enode;
+        let took = y_rt
+            .run(async move {
+                let (cfg, _room) = chat_config("127.0.0.1:0", "dialer");
+                let s = Server::start(cfg).await.unwrap();
+                let started = Instant::now();
+                let result = s.dial(&to).await.map(|_| started.elapsed());
+                s.shutdown().await;
+                result
+            })
+            .await
+            .expect("handshake over the slow link");
+        assert!(took >= 4 * DELAY, "a handshake took only {took:?}");
+    }
+
+    // A chat peer: every line arrives exactly once and in order.
+    let (room_y, mut events_y) = ChatRoom::new("y");
+    let mut cfg_y =
+        ServerConfig::new(*NodeKey::generate().secret(), None).protocol(room_y.protocol());
+    fast_pings(&mut cfg_y);
+    let to = x_enode;
+    let (server_y, peer) = y_rt
+        .run(async move {
+            let s = Server::start(cfg_y).await.unwrap();
+            let p = s.dial(&to).await;
+            (s, p)
+        })
+        .await;
+    let peer = peer.expect("chat peer connected");
+    let deadline = Instant::now() + WAIT;
+    while room_x.say("warm-up") == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // In bursts of ten, so the lines cross in many segments (and some meet the loss).
+    for i in 0..LINES {
+        assert_eq!(room_x.say(&format!("line {i}")), 1);
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.len() < LINES {
+        match tokio::time::timeout_at(deadline, events_y.recv()).await {
+            Ok(Some(protocols::chat::ChatEvent::Line { text, .. })) if text != "warm-up" => {
+                got.push(text)
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    let expected: Vec<String> = (0..LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(got, expected, "lines lost, repeated or reordered");
+
+    // Pings keep being answered for 4 s more: the peer stays up.
+    let pongs = |p: &p2p::peer::Peer| {
+        p.traffic()
+            .iter()
+            .filter(|t| t.name == "p2p")
+            .flat_map(|t| {
+                t.per_code
+                    .iter()
+                    .filter(|c| c.code == 3)
+                    .map(|c| c.ingress.messages)
+            })
+            .sum::<u64>()
+    };
+    let before = pongs(&peer);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = pongs(&peer);
+    assert!(after >= before + 3, "pongs {before} -> {after} in 4 s");
+    if let Ok(reason) = tokio::time::timeout(Duration::from_millis(10), peer.closed()).await {
+        panic!("the peer dropped: {reason}");
+    }
+    assert!(
+        server_y.peer(&peer.id()).is_some(),
+        "the peer left the server"
+    );
+    let lost = line
+        .stats
+        .dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let carried = line
+        .stats
+        .forwarded
+        .load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("delay line: {carried} packets carried, {lost} dropped");
+
+    y_rt.run(async move { server_y.shutdown().await }).await;
+    x_rt.run(async move { server_x.shutdown().await }).await;
+}

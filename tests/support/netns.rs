@@ -296,3 +296,159 @@ impl Drop for NsRuntime {
         }
     }
 }
+
+/// Packets a [`DelayLine`] holds per direction; beyond it they are dropped.
+const LINE_QUEUE: usize = 4096;
+
+/// What a [`DelayLine`] did.
+#[derive(Debug, Default)]
+pub struct LineStats {
+    /// Packets delivered.
+    pub forwarded: std::sync::atomic::AtomicU64,
+    /// Packets dropped on purpose (the loss rate).
+    pub dropped: std::sync::atomic::AtomicU64,
+}
+
+/// A point-to-point link with latency and loss between two namespaces, in place of
+/// `tc netem`, which this kernel lacks (`CONFIG_NET_SCH_NETEM` is not set): a TUN device
+/// in each namespace, and threads here that carry every packet from one to the other
+/// after `delay`, dropping each with probability `loss`. Order is kept (the delay is
+/// constant). Stops when dropped.
+pub struct DelayLine {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Delivered and dropped packets, both directions.
+    pub stats: std::sync::Arc<LineStats>,
+}
+
+impl Lab {
+    /// A [`DelayLine`] between `a` (address `a_ip`) and `b` (address `b_ip`): each side
+    /// gets a `tun0` with a /32 route to the other.
+    pub fn delay_line(
+        &self,
+        a: &str,
+        a_ip: &str,
+        b: &str,
+        b_ip: &str,
+        delay: Duration,
+        loss: f64,
+    ) -> DelayLine {
+        for (ns, local, peer) in [(a, a_ip, b_ip), (b, b_ip, a_ip)] {
+            ip(&["-n", ns, "tuntap", "add", "dev", "tun0", "mode", "tun"]);
+            ip(&["-n", ns, "addr", "add", local, "peer", peer, "dev", "tun0"]);
+            ip(&["-n", ns, "link", "set", "tun0", "up"]);
+        }
+        let tun_a = std::sync::Arc::new(open_tun_in(a, "tun0"));
+        let tun_b = std::sync::Arc::new(open_tun_in(b, "tun0"));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stats = std::sync::Arc::new(LineStats::default());
+        let mut threads = Vec::new();
+        for (from, to) in [(tun_a.clone(), tun_b.clone()), (tun_b, tun_a)] {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<(std::time::Instant, Vec<u8>)>(LINE_QUEUE);
+            let (stop_r, stats_r) = (stop.clone(), stats.clone());
+            threads.push(std::thread::spawn(move || {
+                use rand::Rng;
+                use std::io::Read;
+                let mut rng = rand::thread_rng();
+                let mut buf = vec![0u8; 65536];
+                while !stop_r.load(Ordering::Relaxed) {
+                    if !readable(&from, 50) {
+                        continue;
+                    }
+                    let Ok(n) = (&*from).read(&mut buf) else {
+                        continue;
+                    };
+                    if rng.gen_bool(loss) {
+                        stats_r.dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let due = std::time::Instant::now() + delay;
+                    if tx.try_send((due, buf[..n].to_vec())).is_err() {
+                        stats_r.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+            let (stop_w, stats_w) = (stop.clone(), stats.clone());
+            threads.push(std::thread::spawn(move || {
+                use std::io::Write;
+                while !stop_w.load(Ordering::Relaxed) {
+                    let Ok((due, packet)) = rx.recv_timeout(Duration::from_millis(50)) else {
+                        continue;
+                    };
+                    std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                    if (&*to).write(&packet).is_ok() {
+                        stats_w.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        DelayLine {
+            stop,
+            threads,
+            stats,
+        }
+    }
+}
+
+impl Drop for DelayLine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether `file` has a packet to read within `timeout_ms`.
+fn readable(file: &std::fs::File, timeout_ms: i32) -> bool {
+    let mut fd = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let n = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+    n > 0 && fd.revents & libc::POLLIN != 0
+}
+
+/// Attach to TUN device `name` in namespace `ns` (the lookup by name happens in the
+/// caller's namespace, hence the thread).
+fn open_tun_in(ns: &str, name: &str) -> std::fs::File {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    let (ns, name) = (ns.to_string(), name.to_string());
+    std::thread::spawn(move || {
+        let netns = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+        // SAFETY: a valid namespace descriptor; affects only this short-lived thread.
+        let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+        let tun = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .expect("open /dev/net/tun");
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `IfReq` lays out
+        // (16-byte name, flags, padding to 40 bytes).
+        let rc = unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+        assert_eq!(
+            rc,
+            0,
+            "TUNSETIFF {name}: {}",
+            std::io::Error::last_os_error()
+        );
+        tun
+    })
+    .join()
+    .expect("open tun")
+}
