@@ -99,7 +99,7 @@ impl NatLab {
             &lan,
             &["ip", "route", "add", "default", "via", ROUTER_LAN_IP],
         );
-        lab.exec(&router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        lab.sysctl(&router, "net/ipv4/ip_forward", "1");
         lab.nft(&router, ROUTER_RULES);
 
         let inet_rt = NsRuntime::enter(&inet);

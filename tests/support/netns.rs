@@ -34,9 +34,8 @@ fn ready() -> Result<(), String> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     READY
         .get_or_init(|| {
-            let uid =
-                run_capture(Command::new("id").arg("-u")).map_err(|e| format!("id -u: {e}"))?;
-            if uid.trim() != "0" {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
                 return Err("not root (network namespaces need root)".into());
             }
             let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/netns/setup.sh");
@@ -167,6 +166,13 @@ impl Lab {
         }
     }
 
+    /// Set a sysctl of namespace `ns` (its own `/proc/sys/net`), e.g.
+    /// `net/ipv4/ip_forward`.
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
+        let path = format!("/proc/sys/{key}");
+        self.exec(ns, &["sh", "-c", &format!("echo {value} > {path}")]);
+    }
+
     /// Run a command inside namespace `ns`; its stdout. Panics on failure.
     pub fn exec(&self, ns: &str, args: &[&str]) -> String {
         run_capture(Command::new("ip").args(["netns", "exec", ns]).args(args))
@@ -210,8 +216,13 @@ impl Drop for Lab {
         for ns in &self.namespaces {
             // Processes still inside (only ours can be: the namespace is this lab's).
             if let Ok(pids) = run_capture(Command::new("ip").args(["netns", "pids", ns])) {
-                for pid in pids.split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
+                for pid in pids
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    // SAFETY: kill has no memory preconditions; the pid is inside this
+                    // lab's own namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
             if let Err(e) = run_capture(Command::new("ip").args(["netns", "del", ns])) {
