@@ -698,3 +698,66 @@ async fn a_slow_lossy_link_still_handshakes_pings_and_delivers_every_line_once()
     y_rt.run(async move { server_y.shutdown().await }).await;
     x_rt.run(async move { server_x.shutdown().await }).await;
 }
+
+#[tokio::test]
+async fn without_a_nat_method_the_lan_node_learns_its_public_ip_from_pongs() {
+    const REPORTERS: u16 = 10; // go-ethereum's threshold, which the server uses
+    let Some(nat) = NatLab::new("pong") else {
+        return;
+    };
+    let inet = NsRuntime::enter(&nat.inet);
+    let lan = NsRuntime::enter(&nat.lan);
+    // Ten discovery nodes on the inet side, on ten addresses (one vote per address),
+    // each a bootnode of the LAN node.
+    for i in 0..REPORTERS {
+        let cidr = format!("10.77.0.{}/24", 101 + i);
+        nat.lab
+            .exec(&nat.inet, &["ip", "addr", "add", &cidr, "dev", "eth0"]);
+    }
+    let reporters = inet
+        .run(async move {
+            let mut nodes = Vec::new();
+            for i in 0..REPORTERS {
+                let bind: SocketAddr = format!("10.77.0.{}:30800", 101 + i).parse().unwrap();
+                let cfg = p2p::discover::v4::Discv4Config::new(NodeKey::generate(), bind);
+                nodes.push(p2p::discover::v4::Discv4::start(cfg).await.unwrap());
+            }
+            nodes
+        })
+        .await;
+    let bootnodes = reporters
+        .iter()
+        .map(|d| d.local_enode().to_string().parse().unwrap())
+        .collect();
+
+    let (mut cfg, _room) = chat_config("0.0.0.0:30900", "l");
+    cfg.discovery = Discovery::V4;
+    cfg.bootnodes = bootnodes;
+    let l = lan.run(Server::start(cfg)).await.unwrap();
+    // At first, its interface address (no NAT method, nobody has answered yet).
+    let first = l.enode().unwrap();
+    assert!(
+        first.ip == ip(LAN_IP) || first.ip == ip(ROUTER_WAN_IP),
+        "{first}"
+    );
+    // The pongs all say the pings came from the router: that becomes the address.
+    let deadline = Instant::now() + WAIT;
+    while l.enode().unwrap().ip != ip(ROUTER_WAN_IP) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let learned = l.enode().unwrap();
+    assert_eq!(learned.ip, ip(ROUTER_WAN_IP), "{learned}");
+    assert_eq!(learned.tcp_port, 30900);
+    assert_eq!(
+        l.node_record().unwrap().udp_addr().map(|a| a.ip()),
+        Some(ip(ROUTER_WAN_IP))
+    );
+
+    lan.run(async move { l.shutdown().await }).await;
+    inet.run(async move {
+        for d in reporters {
+            d.shutdown().await;
+        }
+    })
+    .await;
+}

@@ -12,13 +12,19 @@
 //! removes them when it stops; it publishes the external endpoint it got. The server puts
 //! that endpoint into its enode, its node record and its discovery endpoint.
 //!
+//! Without a method, a node listening on every interface can still learn its public IP
+//! from discovery: [`votes`] tallies the address other nodes' pongs say our pings came
+//! from, and discovery advertises it once enough of them agree.
+//!
 //! Modules: [`upnp`] and [`pmp`] (one gateway protocol each), [`interface`] (the local
-//! addresses a node may advertise, the default gateway), `mapper` (the renewal loop).
+//! addresses a node may advertise, the default gateway), [`votes`] (the pong tally),
+//! `mapper` (the renewal loop).
 
 pub mod interface;
 mod mapper;
 pub mod pmp;
 pub mod upnp;
+pub mod votes;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};

@@ -113,7 +113,7 @@ impl Server {
             None => (None, None),
         };
         if let (Some(d), Some(a)) = (&discovery, &advertised) {
-            nat::update_discovery(d, a);
+            nat::attach_discovery(&config, local_addr, d, a);
         }
         let nat_updates = port_mapper.as_ref().map(|m| m.subscribe());
         let candidates = match &discovery {
@@ -220,9 +220,10 @@ impl Server {
 
     /// This node's enode URL (when listening), with the address others must dial: the
     /// external one from the NAT method, else the listen address, else (listening on
-    /// every interface) a routable interface address; never an unspecified one.
+    /// every interface) the address other nodes' discovery pongs agree on, or a routable
+    /// interface address; never an unspecified one.
     pub fn enode(&self) -> Option<Enode> {
-        lock(&self.inner.advertised).map(|a| Enode {
+        self.advertised().map(|a| Enode {
             id: self.inner.id,
             ip: a.ip,
             tcp_port: a.tcp_port,

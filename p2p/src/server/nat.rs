@@ -92,7 +92,42 @@ pub(super) fn update_discovery(discovery: &Discv4, a: &Advertised) {
     }
 }
 
+/// Whether the node should learn its IP from discovery's pongs: no NAT method tells it,
+/// and it listens on every interface (a specific listen address is what it advertises).
+fn learns_from_pongs(config: &ServerConfig, local: Option<SocketAddr>) -> bool {
+    config.nat == Nat::None && local.is_some_and(|l| l.ip().is_unspecified())
+}
+
+/// Discovery's first endpoint, and learning from pongs when nothing else tells the
+/// node its public IP.
+pub(super) fn attach_discovery(
+    config: &ServerConfig,
+    local: Option<SocketAddr>,
+    discovery: &Discv4,
+    a: &Advertised,
+) {
+    update_discovery(discovery, a);
+    if learns_from_pongs(config, local) {
+        discovery.learn_endpoint(crate::nat::votes::DEFAULT_MIN_VOTES);
+    }
+}
+
 impl Server {
+    /// What others are told to dial now: the NAT's external endpoint, else the address
+    /// discovery learned from other nodes' pongs, else the local one.
+    pub(super) fn advertised(&self) -> Option<Advertised> {
+        let a = (*lock(&self.inner.advertised))?;
+        if a.external.is_none() && learns_from_pongs(&self.inner.config, self.inner.local_addr) {
+            if let Some(d) = lock(&self.inner.discovery).as_ref() {
+                return Some(Advertised {
+                    ip: d.local_enode().ip,
+                    ..a
+                });
+            }
+        }
+        Some(a)
+    }
+
     /// Our node record as discovery hands it out (with the advertised address), while
     /// discovery runs.
     pub fn node_record(&self) -> Option<crate::record::NodeRecord> {
