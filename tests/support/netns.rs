@@ -25,6 +25,8 @@ use std::time::Duration;
 
 /// Bound on any one `ip`/`nft` command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on `tests/netns/setup.sh` (which may install packages under CI).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(600);
 
 static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
 
@@ -39,17 +41,8 @@ fn ready() -> Result<(), String> {
                 return Err("not root (network namespaces need root)".into());
             }
             let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/netns/setup.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .output()
-                .map_err(|e| format!("{}: {e}", script.display()))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "{} failed: {}",
-                    script.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
+            // Bounded: an apt-get install under CI may take minutes, never forever.
+            run_capture_within(Command::new("bash").arg(&script), SETUP_TIMEOUT)?;
             remove_stale_namespaces();
             Ok(())
         })
@@ -77,25 +70,31 @@ fn remove_stale_namespaces() {
 }
 
 fn run_capture(cmd: &mut Command) -> Result<String, String> {
-    let mut child = cmd
+    run_capture_within(cmd, COMMAND_TIMEOUT)
+}
+
+fn run_capture_within(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(_) => break,
-            None if std::time::Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{cmd:?} took longer than {COMMAND_TIMEOUT:?}"));
-            }
-            None => std::thread::sleep(Duration::from_millis(10)),
+    let pid = child.id() as i32;
+    // Output is read to the end on another thread, so a chatty command never blocks on
+    // a full pipe while we wait.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(timeout) {
+        Ok(out) => out.map_err(|e| e.to_string())?,
+        Err(_) => {
+            // SAFETY: kill has no memory preconditions; `pid` is our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(format!("{cmd:?} took longer than {timeout:?}"));
         }
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    };
     if !out.status.success() {
         return Err(format!(
             "{cmd:?}: {}{}",
