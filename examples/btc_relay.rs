@@ -106,6 +106,9 @@ struct Args {
     /// Address to listen on for braid peers.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// NAT traversal for the braid listener: none, extip:IP, upnp, pmp[:GATEWAY] or any.
+    #[arg(long, value_name = "METHOD", default_value = "none")]
+    nat: p2p::nat::Nat,
     /// Node key file (64 hex characters); created if missing.
     #[arg(long, value_name = "FILE", conflicts_with = "key")]
     nodekey: Option<PathBuf>,
@@ -185,6 +188,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let btc = protocols::bitcoin::protocol(config(Side::Overlay), |_| {});
     let mut server_config = ServerConfig::new(*key.secret(), Some(args.listen)).protocol(btc);
     server_config.client_id = CLIENT_ID.into();
+    server_config.nat = args.nat;
     let server = Server::start(server_config).await?;
     let enode = server.enode().ok_or("server is not listening")?;
     println!("enode: {enode}");

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use p2p::nat::Nat;
 use p2p::node::{Enode, NodeId};
 use p2p::server::{PeerEvent, Server, ServerConfig};
 use protocols::chat::{ChatEvent, ChatRoom};
@@ -56,8 +57,12 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// NAT traversal: none, extip:IP (ports forwarded by hand), upnp, pmp[:GATEWAY] or
+    /// any (UPnP, then NAT-PMP). The enode printed at start carries the external address.
+    #[arg(long, value_name = "METHOD", default_value = "none")]
+    nat: Nat,
     /// Run three nodes in this process (alice — bob — carol), chat, print, exit.
-    #[arg(long, conflicts_with_all = ["listen", "nodekey", "key", "dial", "nick", "metrics"])]
+    #[arg(long, conflicts_with_all = ["listen", "nodekey", "key", "dial", "nick", "metrics", "nat"])]
     demo: bool,
 }
 
@@ -84,10 +89,12 @@ async fn start_node(
     key: secp256k1::SecretKey,
     listen: SocketAddr,
     nick: &str,
+    nat: Nat,
 ) -> Result<(Server, ChatRoom, mpsc::Receiver<ChatEvent>), Box<dyn Error>> {
     let (room, events) = ChatRoom::new(nick);
     let mut config = ServerConfig::new(key, Some(listen)).protocol(room.protocol());
     config.client_id = CLIENT_ID.into();
+    config.nat = nat;
     let server = Server::start(config).await?;
     Ok((server, room, events))
 }
@@ -99,7 +106,7 @@ async fn start_node(
 async fn interactive(args: Args) -> Result<(), Box<dyn Error>> {
     let key = common::node_key(args.key.as_deref(), args.nodekey.as_deref())?;
     let nick = args.nick.unwrap_or_else(|| short_id(&key.id()));
-    let (server, room, mut chat) = start_node(*key.secret(), args.listen, &nick).await?;
+    let (server, room, mut chat) = start_node(*key.secret(), args.listen, &nick, args.nat).await?;
     let mut peer_events = server.subscribe();
     let enode = server.enode().ok_or("server is not listening")?;
     println!("enode: {enode}");
@@ -223,7 +230,7 @@ impl DemoNode {
     async fn start(nick: &'static str) -> Result<DemoNode, Box<dyn Error>> {
         let key = p2p::node::NodeKey::generate();
         let listen = "127.0.0.1:0".parse()?;
-        let (server, room, events) = start_node(*key.secret(), listen, nick).await?;
+        let (server, room, events) = start_node(*key.secret(), listen, nick, Nat::None).await?;
         Ok(DemoNode {
             nick,
             server,

@@ -83,6 +83,7 @@ pub mod frame;
 pub mod keccak;
 pub mod message;
 pub mod metrics;
+pub mod nat;
 pub mod node;
 pub mod peer;
 pub mod pipe;

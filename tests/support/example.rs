@@ -99,8 +99,23 @@ pub struct Example {
 impl Example {
     /// Start `examples/<name>` with `args`; stdin, stdout and stderr are piped.
     pub fn spawn(name: &str, args: &[&str]) -> Example {
-        let mut child = Command::new(example_path(name))
-            .args(args)
+        let mut cmd = Command::new(example_path(name));
+        cmd.args(args);
+        Example::spawn_command(name, cmd)
+    }
+
+    /// Start `examples/<name>` inside network namespace `netns` (`ip netns exec`, which
+    /// execs the example itself: killing the child kills the example).
+    pub fn spawn_in(netns: &str, name: &str, args: &[&str]) -> Example {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns])
+            .arg(example_path(name))
+            .args(args);
+        Example::spawn_command(name, cmd)
+    }
+
+    fn spawn_command(name: &str, mut cmd: Command) -> Example {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

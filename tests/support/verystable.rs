@@ -376,6 +376,15 @@ impl CorePeer {
     ///
     /// Fails with `NotFound` when [`ensure_installed`] skipped (no python, CI unset).
     pub async fn spawn(args: &[&str]) -> io::Result<CorePeer> {
+        CorePeer::spawn_with(None, args).await
+    }
+
+    /// Like [`CorePeer::spawn`], inside network namespace `netns` (`ip netns exec`).
+    pub async fn spawn_in(netns: &str, args: &[&str]) -> io::Result<CorePeer> {
+        CorePeer::spawn_with(Some(netns), args).await
+    }
+
+    async fn spawn_with(netns: Option<&str>, args: &[&str]) -> io::Result<CorePeer> {
         let python = match tokio::task::spawn_blocking(ensure_installed).await {
             Ok(python) => python,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -388,7 +397,15 @@ impl CorePeer {
             )
         })?;
         let root = workspace_root();
-        let mut child = tokio::process::Command::new(python)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(python);
+                c
+            }
+            None => tokio::process::Command::new(python),
+        };
+        let mut child = command
             .arg("-u")
             .arg(root.join(PEER_SCRIPT))
             .args(args)

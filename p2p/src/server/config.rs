@@ -7,6 +7,7 @@ use secp256k1::SecretKey;
 
 use super::limits::IpNet;
 use crate::discover::v4::Bootnode;
+use crate::nat::Nat;
 use crate::node::{Enode, NodeId};
 use crate::peer::PeerConfig;
 use crate::protocol::Protocol;
@@ -88,6 +89,12 @@ pub struct ServerConfig {
     /// Most outbound peers from discovery per IPv4 /24 or IPv6 /64 (loopback exempt while
     /// `exempt_loopback` is set); 0 disables.
     pub max_dialed_per_subnet: usize,
+    /// NAT traversal: how the node learns the address others must dial and opens its
+    /// ports there (go-ethereum's `--nat`). Default [`Nat::None`].
+    pub nat: Nat,
+    /// Lease asked for each NAT port mapping; renewed at four fifths of what the gateway
+    /// grants. Default 10 minutes.
+    pub nat_lease: Duration,
 }
 
 /// Which node discovery the server runs.
@@ -133,6 +140,8 @@ impl ServerConfig {
             dial_only_shared_caps: false,
             max_dials_in_flight: 16,
             max_dialed_per_subnet: 2,
+            nat: Nat::None,
+            nat_lease: crate::nat::DEFAULT_LEASE,
         }
     }
 

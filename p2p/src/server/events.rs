@@ -57,6 +57,10 @@ pub struct NodeInfo {
     pub enode: Option<String>,
     /// Bound address, when listening.
     pub listen_addr: Option<SocketAddr>,
+    /// The NAT method (`none`, `extip:IP`, `upnp`, `pmp`, `any`).
+    pub nat: String,
+    /// The external endpoint a NAT method gave (the enode shows it too), once known.
+    pub external: Option<crate::nat::External>,
     /// Peers connected now.
     pub peers: usize,
     /// Each protocol's node-info hook ("name/version" → value).

@@ -187,6 +187,8 @@ impl Server {
                 tasks.shutdown().await;
             }
         }
+        // Last: the mappings stay while peers say goodbye.
+        self.stop_nat().await;
         info!("server stopped");
     }
 }

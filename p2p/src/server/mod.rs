@@ -21,6 +21,7 @@ mod events;
 mod lifecycle;
 mod limits;
 mod listen;
+mod nat;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub use error::ServerError;
 pub use events::{NodeInfo, PeerEvent};
 use limits::{InboundThrottle, SubnetCap};
 pub use limits::{IpNet, IpNetError};
+pub use nat::NAT_START_WAIT;
 
 /// Sources the inbound throttle remembers at most (oldest forgotten first).
 const THROTTLE_CAPACITY: usize = 4096;
@@ -68,6 +70,10 @@ struct Inner {
     tasks: Mutex<JoinSet<()>>,
     /// Node discovery, while it runs; taken and shut down by [`Server::shutdown`].
     discovery: Mutex<Option<crate::discover::v4::Discv4>>,
+    /// What others are told to dial (when listening); follows the NAT mapping.
+    advertised: Mutex<Option<nat::Advertised>>,
+    /// The NAT port mapper, while it runs; stopped by [`Server::shutdown`].
+    nat: Mutex<Option<crate::nat::PortMapper>>,
 }
 
 /// A running node. Cheap to clone.
@@ -98,6 +104,18 @@ impl Server {
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let discovery = discovery::start_discovery(&config, local_addr).await?;
+        let udp_port = discovery.as_ref().map(|d| d.local_addr().port());
+        let (advertised, port_mapper) = match local_addr {
+            Some(local) => {
+                let (a, m) = nat::advertise(&config, local, udp_port).await;
+                (Some(a), m)
+            }
+            None => (None, None),
+        };
+        if let (Some(d), Some(a)) = (&discovery, &advertised) {
+            nat::attach_discovery(&config, local_addr, d, a);
+        }
+        let nat_updates = port_mapper.as_ref().map(|m| m.subscribe());
         let candidates = match &discovery {
             Some(d) => Some(d.candidates()?),
             None => None,
@@ -139,6 +157,8 @@ impl Server {
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
             discovery: Mutex::new(discovery),
+            advertised: Mutex::new(advertised),
+            nat: Mutex::new(port_mapper),
             config,
         });
         let server = Server { inner };
@@ -170,6 +190,10 @@ impl Server {
             let span = info_span!("dial_scheduler");
             server.spawn(async move { s.dial_loop(candidates).await }.instrument(span));
         }
+        if let Some(updates) = nat_updates {
+            let s = server.clone();
+            server.spawn(async move { s.follow_nat(updates).await });
+        }
         for enode in server.inner.config.static_peers.clone() {
             server.add_static(enode);
         }
@@ -194,13 +218,16 @@ impl Server {
         self.inner.local_addr
     }
 
-    /// This node's enode URL (when listening).
+    /// This node's enode URL (when listening), with the address others must dial: the
+    /// external one from the NAT method, else the listen address, else (listening on
+    /// every interface) the address other nodes' discovery pongs agree on, or a routable
+    /// interface address; never an unspecified one.
     pub fn enode(&self) -> Option<Enode> {
-        self.inner.local_addr.map(|addr| Enode {
+        self.advertised().map(|a| Enode {
             id: self.inner.id,
-            ip: addr.ip(),
-            tcp_port: addr.port(),
-            udp_port: addr.port(),
+            ip: a.ip,
+            tcp_port: a.tcp_port,
+            udp_port: a.udp_port,
         })
     }
 
@@ -231,6 +258,8 @@ impl Server {
             client_id: self.inner.config.client_id.clone(),
             enode: self.enode().map(|e| e.to_string()),
             listen_addr: self.inner.local_addr,
+            nat: self.inner.config.nat.to_string(),
+            external: lock(&self.inner.advertised).and_then(|a| a.external),
             peers: self.peer_count(),
             protocols: self
                 .inner

@@ -539,6 +539,8 @@ def parse_args(argv):
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dial", metavar="HOST:PORT", help="connect out (Core's framework as the inbound-to-node side)")
     mode.add_argument("--listen", metavar="PORT", type=int, help="accept one connection on 127.0.0.1:PORT (0 = any free port)")
+    ap.add_argument("--host", default=LOOPBACK,
+                    help="address --listen binds (default 127.0.0.1; another one inside a test's network namespace)")
     ap.add_argument("--services", type=int, default=vp2p.P2P_SERVICES, help="nServices in our version (default NETWORK|WITNESS)")
     ap.add_argument("--subver", default=vp2p.P2P_SUBVERSION, help="strSubVer in our version")
     ap.add_argument("--start-height", type=int, default=-1, help="nStartingHeight in our version")
@@ -586,7 +588,7 @@ def main(argv):
             if args.v2:
                 peer.v2_state = vv2.EncryptedP2PState(initiating=True, net="regtest")
         else:
-            host, port = LOOPBACK, args.listen
+            host, port = args.host, args.listen
             peer.p2p_connected_to_node = False
             peer.peer_connect_helper("0", 0, "regtest", 1)
             if args.v2:

@@ -342,6 +342,8 @@ pub(super) struct Inner {
     background: Arc<Semaphore>,
     counters: Counters,
     next_request: AtomicU64,
+    /// Votes on our public IP from pongs, when learning it is on.
+    votes: Mutex<Option<crate::nat::votes::EndpointVotes>>,
 }
 
 /// A running discv4 service. See the [module docs](self).
@@ -460,6 +462,7 @@ impl Discv4 {
             background: Arc::new(Semaphore::new(config.max_background_tasks)),
             counters: Counters::default(),
             next_request: AtomicU64::new(0),
+            votes: Mutex::new(None),
             config,
         });
         let span = tracing::info_span!("discv4", addr = %local_addr);
@@ -507,20 +510,32 @@ impl Discv4 {
     /// from the current ones, the record is re-signed with the next sequence number, which
     /// peers learn from our pings and pongs.
     pub fn set_endpoint(&self, ip: IpAddr, tcp_port: u16) -> Result<NodeRecord, DiscoveryError> {
-        let mut st = lock(&self.inner.state);
-        if st.endpoint.ip == ip && st.endpoint.tcp_port == tcp_port {
-            return Ok(st.record.clone());
-        }
-        let endpoint = Endpoint {
+        let udp_port = lock(&self.inner.state).endpoint.udp_port;
+        self.set_advertised(ip, tcp_port, udp_port)
+    }
+
+    /// Like [`Discv4::set_endpoint`], and also announces `udp_port` as our discovery port
+    /// (the external port of a NAT mapping, which may differ from the bound one).
+    pub fn set_advertised(
+        &self,
+        ip: IpAddr,
+        tcp_port: u16,
+        udp_port: u16,
+    ) -> Result<NodeRecord, DiscoveryError> {
+        self.inner.set_endpoint(Endpoint {
             ip,
-            udp_port: st.endpoint.udp_port,
+            udp_port,
             tcp_port,
-        };
-        let spec = record_spec(&self.inner.config, Some(ip), &endpoint);
-        let record = NodeRecord::build(&self.inner.key, st.record.seq() + 1, &spec)?;
-        st.endpoint = endpoint;
-        st.record = record.clone();
-        Ok(record)
+        })
+    }
+
+    /// Learn our public IP from the pongs of the nodes we ping: once `min_votes`
+    /// distinct IPs say our pings came from the same address, it becomes our announced
+    /// IP (ports unchanged). For a node behind a NAT it cannot ask.
+    pub fn learn_endpoint(&self, min_votes: usize) {
+        *self.inner.votes.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+            crate::nat::votes::EndpointVotes::new(min_votes, crate::nat::votes::DEFAULT_WINDOW),
+        );
     }
 
     /// The stream of newly verified nodes, with their record when they gave it. It can be
@@ -605,6 +620,41 @@ fn record_spec(config: &Discv4Config, ip: Option<IpAddr>, endpoint: &Endpoint) -
 }
 
 impl Inner {
+    /// Announce `endpoint`, re-signing the record when it changed.
+    fn set_endpoint(&self, endpoint: Endpoint) -> Result<NodeRecord, DiscoveryError> {
+        let mut st = lock(&self.state);
+        if st.endpoint == endpoint {
+            return Ok(st.record.clone());
+        }
+        let ip = endpoint.ip;
+        let spec = record_spec(&self.config, Some(ip), &endpoint);
+        let record = NodeRecord::build(&self.key, st.record.seq() + 1, &spec)?;
+        st.endpoint = endpoint;
+        st.record = record.clone();
+        Ok(record)
+    }
+
+    /// A pong from `reporter` said our ping came from `seen`: vote, and announce the
+    /// address once enough reporters agree (when learning is on).
+    fn endpoint_statement(&self, reporter: IpAddr, seen: IpAddr) {
+        let now = Instant::now();
+        let predicted = {
+            let mut votes = self.votes.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(votes) = votes.as_mut() else { return };
+            votes.add(reporter, seen, now);
+            votes.predict(now)
+        };
+        let Some(ip) = predicted else { return };
+        let current = lock(&self.state).endpoint;
+        if current.ip == ip {
+            return;
+        }
+        match self.set_endpoint(Endpoint { ip, ..current }) {
+            Ok(_) => debug!(%ip, "announcing the address other nodes see us at"),
+            Err(e) => warn!(error = %e, "cannot announce the learned address"),
+        }
+    }
+
     fn drop_packet(&self) {
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -1021,6 +1071,7 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
             };
             match matched {
                 Some(tx) => {
+                    inner.endpoint_statement(ip, pong.to.ip);
                     let _ = tx.send(pong);
                 }
                 None => {
