@@ -66,8 +66,9 @@ struct Inner {
     finished_traffic: Mutex<Vec<ProtocolTraffic>>,
     shutdown: CancellationToken,
     tasks: Mutex<JoinSet<()>>,
-    /// Node discovery, while it runs; taken and shut down by [`Server::shutdown`].
-    discovery: Mutex<Option<crate::discover::v4::Discv4>>,
+    /// Node discovery, while it runs; taken and shut down by [`Server::shutdown`]. The
+    /// dial loop holds the other reference, for lookups.
+    discovery: Mutex<Option<Arc<crate::discover::v4::Discv4>>>,
 }
 
 /// A running node. Cheap to clone.
@@ -97,7 +98,9 @@ impl Server {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let discovery = discovery::start_discovery(&config, local_addr).await?;
+        let discovery = discovery::start_discovery(&config, local_addr)
+            .await?
+            .map(Arc::new);
         let candidates = match &discovery {
             Some(d) => Some(d.candidates()?),
             None => None,
@@ -138,7 +141,7 @@ impl Server {
             finished_traffic: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
-            discovery: Mutex::new(discovery),
+            discovery: Mutex::new(discovery.clone()),
             config,
         });
         let server = Server { inner };
@@ -165,10 +168,10 @@ impl Server {
                 }
             });
         }
-        if let Some(candidates) = candidates {
+        if let (Some(candidates), Some(discovery)) = (candidates, discovery) {
             let s = server.clone();
             let span = info_span!("dial_scheduler");
-            server.spawn(async move { s.dial_loop(candidates).await }.instrument(span));
+            server.spawn(async move { s.dial_loop(candidates, discovery).await }.instrument(span));
         }
         for enode in server.inner.config.static_peers.clone() {
             server.add_static(enode);
@@ -194,13 +197,14 @@ impl Server {
         self.inner.local_addr
     }
 
-    /// This node's enode URL (when listening).
+    /// This node's enode URL (when listening). Its discovery port is the one discovery
+    /// bound while it runs (`?discport=` when that differs from the TCP port).
     pub fn enode(&self) -> Option<Enode> {
         self.inner.local_addr.map(|addr| Enode {
             id: self.inner.id,
             ip: addr.ip(),
             tcp_port: addr.port(),
-            udp_port: addr.port(),
+            udp_port: self.discovery_udp_port().unwrap_or(addr.port()),
         })
     }
 
