@@ -5,7 +5,12 @@
 //! cargo run --example chat -- --demo                      # three nodes in one process
 //! cargo run --example chat -- --nick ann                  # prints "enode: enode://…"
 //! cargo run --example chat -- --nick bob --dial enode://…
+//! cargo run --example chat -- --nick cat --bootnodes enode://…   # finds the others
 //! ```
+//!
+//! Discovery v4 runs by default (UDP on the TCP port, or `--udp-port`), so every node can
+//! be a bootnode for the next; `--bootnodes` lists where to start, `--no-discovery` turns
+//! it off.
 //!
 //! Type a line to say it. Commands: `/peers`, `/dial ENODE`, `/quit` (also Ctrl-C or
 //! end of input): peers are told "client quitting" (0x08). Logs go to stderr, set by
@@ -21,13 +26,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use p2p::nat::Nat;
 use p2p::node::{Enode, NodeId};
 use p2p::server::{PeerEvent, Server, ServerConfig};
 use protocols::chat::{ChatEvent, ChatRoom};
 use tokio::sync::{broadcast, mpsc};
 
-use common::{peer_table, printable, short_hex, short_id};
+use common::{peer_table, printable, short_hex, short_id, DiscoveryArgs};
 
 /// Client id sent in our Hello (shows up in other nodes' peer tables).
 const CLIENT_ID: &str = concat!("braid-chat/v", env!("CARGO_PKG_VERSION"));
@@ -57,12 +61,13 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
-    /// NAT traversal: none, extip:IP (ports forwarded by hand), upnp, pmp[:GATEWAY] or
-    /// any (UPnP, then NAT-PMP). The enode printed at start carries the external address.
-    #[arg(long, value_name = "METHOD", default_value = "none")]
-    nat: Nat,
+    #[command(flatten)]
+    discovery: DiscoveryArgs,
     /// Run three nodes in this process (alice — bob — carol), chat, print, exit.
-    #[arg(long, conflicts_with_all = ["listen", "nodekey", "key", "dial", "nick", "metrics", "nat"])]
+    #[arg(long, conflicts_with_all = [
+        "listen", "nodekey", "key", "dial", "nick", "metrics",
+        "bootnodes", "no_discovery", "udp_port", "nat",
+    ])]
     demo: bool,
 }
 
@@ -84,17 +89,20 @@ async fn main() -> ExitCode {
     }
 }
 
-/// A server running the chat room, with our nick.
+/// A server running the chat room, with our nick; discovery as the flags say (off when
+/// there are none).
 async fn start_node(
     key: secp256k1::SecretKey,
     listen: SocketAddr,
     nick: &str,
-    nat: Nat,
+    discovery: Option<&DiscoveryArgs>,
 ) -> Result<(Server, ChatRoom, mpsc::Receiver<ChatEvent>), Box<dyn Error>> {
     let (room, events) = ChatRoom::new(nick);
     let mut config = ServerConfig::new(key, Some(listen)).protocol(room.protocol());
     config.client_id = CLIENT_ID.into();
-    config.nat = nat;
+    if let Some(discovery) = discovery {
+        discovery.apply(&mut config);
+    }
     let server = Server::start(config).await?;
     Ok((server, room, events))
 }
@@ -106,10 +114,12 @@ async fn start_node(
 async fn interactive(args: Args) -> Result<(), Box<dyn Error>> {
     let key = common::node_key(args.key.as_deref(), args.nodekey.as_deref())?;
     let nick = args.nick.unwrap_or_else(|| short_id(&key.id()));
-    let (server, room, mut chat) = start_node(*key.secret(), args.listen, &nick, args.nat).await?;
+    let (server, room, mut chat) =
+        start_node(*key.secret(), args.listen, &nick, Some(&args.discovery)).await?;
     let mut peer_events = server.subscribe();
     let enode = server.enode().ok_or("server is not listening")?;
     println!("enode: {enode}");
+    println!("{}", args.discovery.describe(&server));
     common::serve_metrics(&server, args.metrics).await?;
     println!(
         "chatting as <{}>; type a line, or /peers, /dial ENODE, /quit",
@@ -230,7 +240,7 @@ impl DemoNode {
     async fn start(nick: &'static str) -> Result<DemoNode, Box<dyn Error>> {
         let key = p2p::node::NodeKey::generate();
         let listen = "127.0.0.1:0".parse()?;
-        let (server, room, events) = start_node(*key.secret(), listen, nick, Nat::None).await?;
+        let (server, room, events) = start_node(*key.secret(), listen, nick, None).await?;
         Ok(DemoNode {
             nick,
             server,

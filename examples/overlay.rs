@@ -17,7 +17,11 @@
 //! cargo run --example overlay -- --demo
 //! cargo run --example overlay            # prints "enode: …"; then type commands:
 //!   put KEY VALUE | get KEY | ask KEY | dial ENODE | peers | quit
+//! cargo run --example overlay -- --bootnodes enode://…   # finds the other kv nodes
 //! ```
+//!
+//! Discovery v4 runs by default (see `--bootnodes`, `--udp-port`, `--no-discovery`) and
+//! dials only nodes whose record lists `kv/1`.
 //!
 //! **Writes are unauthenticated.** Any peer, and anyone who can reach a peer, can
 //! overwrite any key: a PUT carries no signature and no owner, and the version is the
@@ -418,8 +422,12 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    discovery: common::DiscoveryArgs,
     /// Run three nodes in this process and show replication, then exit.
-    #[arg(long, conflicts_with_all = ["listen", "dial", "metrics"])]
+    #[arg(long, conflicts_with_all = [
+        "listen", "dial", "metrics", "bootnodes", "no_discovery", "udp_port",
+    ])]
     demo: bool,
 }
 
@@ -441,16 +449,24 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn start(listen: SocketAddr) -> Result<(Server, Kv), Box<dyn Error>> {
+/// A node running `kv/1`; discovery as the flags say (off when there are none).
+async fn start(
+    listen: SocketAddr,
+    discovery: Option<&common::DiscoveryArgs>,
+) -> Result<(Server, Kv), Box<dyn Error>> {
     let kv = Kv::default();
-    let config =
+    let mut config =
         ServerConfig::new(*NodeKey::generate().secret(), Some(listen)).protocol(kv.protocol());
+    if let Some(discovery) = discovery {
+        discovery.apply(&mut config);
+    }
     Ok((Server::start(config).await?, kv))
 }
 
 async fn interactive(args: Args) -> Result<(), Box<dyn Error>> {
-    let (server, kv) = start(args.listen).await?;
+    let (server, kv) = start(args.listen, Some(&args.discovery)).await?;
     println!("enode: {}", server.enode().ok_or("not listening")?);
+    println!("{}", args.discovery.describe(&server));
     common::serve_metrics(&server, args.metrics).await?;
     println!("{HELP}");
     let mut events = server.subscribe();
@@ -549,8 +565,11 @@ async fn wait_for<T>(
 async fn demo() -> Result<(), Box<dyn Error>> {
     println!("kv/1 overlay demo: three nodes on 127.0.0.1 in a line A — B — C\n");
     let any = "127.0.0.1:0".parse()?;
-    let ((a, kv_a), (b, kv_b), (c, kv_c)) =
-        (start(any).await?, start(any).await?, start(any).await?);
+    let ((a, kv_a), (b, kv_b), (c, kv_c)) = (
+        start(any, None).await?,
+        start(any, None).await?,
+        start(any, None).await?,
+    );
     let mut b_events = b.subscribe();
 
     println!("[A] put color = blue   (nobody connected yet)");

@@ -1,5 +1,6 @@
 //! `examples/chat.rs` run as real processes on loopback: the demo, a chain of three nodes,
-//! `/quit`'s disconnect reason as a braid node sees it, and interop with @ethereumjs/devp2p.
+//! three nodes finding each other from one bootnode, `/quit`'s disconnect reason as a
+//! braid node sees it, and interop with @ethereumjs/devp2p.
 
 #[path = "support/ethjs.rs"]
 mod ethjs;
@@ -102,11 +103,109 @@ async fn a_line_of_three_delivers_a_to_c_exactly_once() {
     }
 }
 
+/// Two nodes given only a bootnode find each other through discovery, link directly (not
+/// only through the bootnode) and a line said by one reaches both others exactly once.
+#[tokio::test]
+async fn nodes_given_one_bootnode_find_each_other() {
+    // The bootnode is an ordinary node: discovery runs by default, on its TCP port.
+    let (mut a, a_enode) = chat(&["--nick", "alice", "--listen", "127.0.0.1:0"]).await;
+    assert!(
+        a.expect_line("discovery: v4 on udp 127.0.0.1:", WAIT)
+            .await
+            .ends_with("0 bootnode(s)"),
+        "{:#?}",
+        a.seen
+    );
+    let boot = format!("--bootnodes={a_enode}");
+    // bob's UDP port is picked apart from its TCP port: the enode names it.
+    let (mut b, b_enode) = chat(&[
+        "--nick",
+        "bob",
+        "--listen",
+        "127.0.0.2:0",
+        "--udp-port",
+        "0",
+        &boot,
+    ])
+    .await;
+    let b_enode: Enode = b_enode.parse().unwrap();
+    assert_ne!(b_enode.udp_port, b_enode.tcp_port, "{b_enode}");
+    let (mut c, _) = chat(&["--nick", "carol", "--listen", "127.0.0.3:0", &boot]).await;
+
+    // "joined" comes from the peer itself over a direct link.
+    a.expect_lines(&["* bob joined", "* carol joined"]).await;
+    b.expect_lines(&["* alice joined", "* carol joined"]).await;
+    c.expect_lines(&["* alice joined", "* bob joined"]).await;
+
+    b.send_line("hello from bob").await;
+    a.expect_line("<bob> hello from bob", WAIT).await;
+    c.expect_line("<bob> hello from bob", WAIT).await;
+    // A marker after it travels the same links: any duplicate would be printed first.
+    b.send_line("marker").await;
+    a.expect_line("<bob> marker", WAIT).await;
+    c.expect_line("<bob> marker", WAIT).await;
+    for node in [&a, &c] {
+        let copies = node
+            .seen
+            .iter()
+            .filter(|l| *l == "<bob> hello from bob")
+            .count();
+        assert_eq!(copies, 1, "{:#?}", node.seen);
+    }
+    for node in [a, b, c] {
+        node.send_line_and_quit().await;
+    }
+}
+
+#[tokio::test]
+async fn discovery_flags_are_checked() {
+    let key = NodeKey::generate().id();
+    let good = format!("enode://{key}@127.0.0.1:30303");
+    for (args, error) in [
+        (
+            vec!["--no-discovery", "--bootnodes", &good],
+            "cannot be used with",
+        ),
+        (vec!["--bootnodes", "nonsense"], "invalid bootnode"),
+        (vec!["--demo", "--udp-port", "30303"], "cannot be used with"),
+    ] {
+        let (status, _, err) = Example::spawn("chat", &args).wait(WAIT).await;
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(error), "{args:?}: {err}");
+    }
+    let unspecified = format!("--bootnodes=enode://{key}@0.0.0.0:30303");
+    let (status, _, err) = Example::spawn("chat", &[&unspecified]).wait(WAIT).await;
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be sent to"), "{err}");
+
+    // Without discovery the node says so.
+    let (mut node, _) = chat(&["--no-discovery"]).await;
+    node.expect_line("discovery: off", WAIT).await;
+    node.send_line_and_quit().await;
+}
+
 impl Example {
     async fn send_line_and_quit(mut self) {
         self.send_line("/quit").await;
         let (status, out, err) = self.wait(WAIT).await;
         assert!(status.success(), "{status}\n{}\n{err}", out.join("\n"));
+    }
+
+    /// Read lines until every one of `needles` has appeared in some line, in any order.
+    async fn expect_lines(&mut self, needles: &[&str]) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut missing: Vec<&str> = needles.to_vec();
+        missing.retain(|n| !self.seen.iter().any(|l| l.contains(n)));
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(line) = self.next_line(left).await else {
+                panic!(
+                    "still missing {missing:?} after {WAIT:?}; output:\n{}",
+                    self.seen.join("\n")
+                );
+            };
+            missing.retain(|n| !line.contains(n));
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! `examples/overlay.rs` (the kv/1 store) run as real processes on loopback: the demo, and
-//! a put on one process readable via get (local replica) and ask (GET over the wire) on
-//! another.
+//! `examples/overlay.rs` (the kv/1 store) run as real processes on loopback: the demo, a
+//! put on one process readable via get (local replica) and ask (GET over the wire) on
+//! another, and three processes linking up through discovery from one bootnode.
 
 #[path = "support/example.rs"]
 mod example;
@@ -71,6 +71,34 @@ async fn put_on_one_process_is_readable_on_another() {
 
     for node in [a, b] {
         let mut node = node;
+        node.send_line("quit").await;
+        let (status, out, err) = node.wait(WAIT).await;
+        assert!(status.success(), "{status}\n{}\n{err}", out.join("\n"));
+    }
+}
+
+/// Two overlay processes given only a bootnode discover each other and link directly;
+/// a put on one replicates to both others.
+#[tokio::test]
+async fn nodes_given_one_bootnode_find_each_other() {
+    let mut a = Example::spawn("overlay", &["--listen", "127.0.0.1:0"]);
+    let a_enode = a.enode().await;
+    let boot = format!("--bootnodes={a_enode}");
+    let mut b = Example::spawn("overlay", &["--listen", "127.0.0.2:0", &boot]);
+    let b_id = b.enode().await["enode://".len()..][..8].to_string();
+    let mut c = Example::spawn("overlay", &["--listen", "127.0.0.3:0", &boot]);
+    let c_id = c.enode().await["enode://".len()..][..8].to_string();
+    // The event line names the peer by its id's first 8 hex characters.
+    b.expect_line(&format!("event: peer {c_id} added"), WAIT)
+        .await;
+    c.expect_line(&format!("event: peer {b_id} added"), WAIT)
+        .await;
+
+    c.send_line("put color red").await;
+    c.expect_line("ok color = red (v1)", WAIT).await;
+    poll(&mut b, "get color", "color = red (v1)").await;
+    poll(&mut a, "get color", "color = red (v1)").await;
+    for mut node in [a, b, c] {
         node.send_line("quit").await;
         let (status, out, err) = node.wait(WAIT).await;
         assert!(status.success(), "{status}\n{}\n{err}", out.join("\n"));

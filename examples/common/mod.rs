@@ -1,5 +1,5 @@
 //! Small helpers the examples share: logging to stderr, one-line fatal errors, the key
-//! flags, and a human-readable peer table. Not an example in itself.
+//! and discovery flags, and a human-readable peer table. Not an example in itself.
 
 // Each example compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
@@ -7,9 +7,10 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use p2p::discover::v4::Bootnode;
 use p2p::node::{Enode, EnodeError, NodeId, NodeKey, NodeKeyError};
 use p2p::peer::Direction;
-use p2p::server::Server;
+use p2p::server::{Discovery, Server, ServerConfig};
 use tokio::sync::mpsc;
 
 /// Typed lines waiting for the program; the reader thread blocks beyond this.
@@ -81,6 +82,78 @@ pub fn node_key(
 /// parsed and checked dialable (no port 0, no unspecified or multicast address).
 pub fn dialable_enode(text: &str) -> Result<Enode, EnodeError> {
     Enode::parse_dialable(text.trim())
+}
+
+/// The node-discovery and NAT flags of the chat and overlay examples.
+///
+/// Discovery (v4, UDP) runs by default, as in go-ethereum: a node started without
+/// `--bootnodes` still answers discovery, so it can be the bootnode others start from, and
+/// one started with `--bootnodes` finds the rest of the network through them. The dial
+/// scheduler then fills the outbound slots with discovered nodes whose record lists one of
+/// our protocols. `--no-discovery` leaves only `--dial` and inbound connections.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DiscoveryArgs {
+    /// Nodes to start discovery from: enode URLs or `enr:` records, comma-separated
+    /// (repeatable).
+    #[arg(long, value_name = "ENODE_OR_ENR", value_delimiter = ',', value_parser = bootnode)]
+    pub bootnodes: Vec<Bootnode>,
+    /// Run no node discovery: peers come only from --dial and from nodes that dial us.
+    #[arg(long, conflicts_with_all = ["bootnodes", "udp_port"])]
+    pub no_discovery: bool,
+    /// UDP port for discovery, on the listen address's IP (default: the TCP port; 0 picks
+    /// a free one).
+    #[arg(long, value_name = "PORT")]
+    pub udp_port: Option<u16>,
+    /// NAT traversal: none, extip:IP (ports forwarded by hand), upnp, pmp[:GATEWAY] or
+    /// any (UPnP, then NAT-PMP). The enode printed at start carries the external address.
+    #[arg(long, value_name = "METHOD", default_value = "none")]
+    pub nat: p2p::nat::Nat,
+}
+
+impl DiscoveryArgs {
+    /// Put the flags into a server configuration.
+    pub fn apply(&self, config: &mut ServerConfig) {
+        config.nat = self.nat;
+        if self.no_discovery {
+            config.discovery = Discovery::Off;
+            return;
+        }
+        config.discovery = Discovery::V4;
+        config.bootnodes = self.bootnodes.clone();
+        config.udp_port = self.udp_port;
+        // Peers that do not speak our protocol would be dropped as useless right after
+        // the handshake: skip them before dialing.
+        config.dial_only_shared_caps = true;
+    }
+
+    /// One line saying how the node finds peers, printed at start.
+    pub fn describe(&self, server: &Server) -> String {
+        match server.enode() {
+            Some(enode) if !self.no_discovery => format!(
+                "discovery: v4 on udp {}:{}, {} bootnode(s)",
+                enode.ip,
+                enode.udp_port,
+                self.bootnodes.len()
+            ),
+            _ => "discovery: off".into(),
+        }
+    }
+}
+
+/// A bootnode for `--bootnodes` (clap's `value_parser`): an enode URL or an `enr:` record
+/// with a discovery endpoint that can be sent to (a unicast IP and a UDP port).
+pub fn bootnode(text: &str) -> Result<Bootnode, String> {
+    let bootnode: Bootnode = text.trim().parse().map_err(|e| format!("{e}"))?;
+    let node = bootnode.node().map_err(|e| format!("{e}"))?;
+    let ip = node.endpoint.ip;
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(format!("bootnode address {ip} cannot be sent to"));
+    }
+    if node.endpoint.udp_port == 0 {
+        return Err("bootnode has UDP port 0".into());
+    }
+    Ok(bootnode)
 }
 
 /// `--metrics ADDR`: serve the node's Prometheus metrics there and say where.

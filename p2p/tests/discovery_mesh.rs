@@ -164,3 +164,36 @@ async fn nodes_without_a_shared_capability_are_not_dialed_when_filtering() {
         s.shutdown().await;
     }
 }
+
+/// The enode names the discovery port when it differs from the TCP port, and discovery's
+/// packet counters are there while it runs.
+#[tokio::test]
+async fn the_enode_names_the_discovery_port() {
+    let mut cfg = config(50, vec![]);
+    cfg.udp_port = Some(0);
+    let server = Server::start(cfg).await.expect("server");
+    let enode = server.enode().unwrap();
+    assert_ne!(enode.udp_port, 0);
+    assert_ne!(enode.udp_port, enode.tcp_port, "{enode}");
+    assert!(enode.to_string().contains("?discport="), "{enode}");
+    assert_eq!(server.discv4_stats().map(|s| s.sent), Some(0));
+    // A node bootstrapping from that enode reaches its discovery port.
+    let other = Server::start(config(51, vec![Bootnode::Enode(enode)]))
+        .await
+        .expect("other");
+    let start = Instant::now();
+    while server.discv4_stats().unwrap().received == 0 && start.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.discv4_stats().unwrap().received > 0);
+    other.shutdown().await;
+    server.shutdown().await;
+
+    let mut off = config(52, vec![]);
+    off.discovery = Discovery::Off;
+    let off = Server::start(off).await.expect("server without discovery");
+    let enode = off.enode().unwrap();
+    assert_eq!(enode.udp_port, enode.tcp_port);
+    assert!(off.discv4_stats().is_none());
+    off.shutdown().await;
+}

@@ -241,6 +241,11 @@ impl<P> Admission<P> {
         self.slots.get(id)?.peer.as_ref()
     }
 
+    /// Whether a connection owns `id`: claimed (its peer is starting) or running.
+    pub(crate) fn owns(&self, id: &NodeId) -> bool {
+        self.slots.contains_key(id)
+    }
+
     /// Whether some connection is between its claim and running as a peer.
     pub(crate) fn has_claimed(&self) -> bool {
         self.slots.values().any(|s| s.peer.is_none())

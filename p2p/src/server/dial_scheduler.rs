@@ -6,8 +6,21 @@
 //! a node whose last dial failed recently (exponential backoff per node); it keeps outbound
 //! peers spread over network groups (at most `per_subnet` per IPv4 /24 or IPv6 /64, loopback
 //! exempt when configured); and it keeps at most `max_in_flight` dials running at once.
-//! Candidates it skips are dropped: discovery keeps finding nodes, so a stale queue entry is
-//! worth less than the room it takes.
+//! Candidates it skips are dropped from the queue: discovery keeps finding nodes, so a stale
+//! queue entry is worth less than the room it takes.
+//!
+//! Every candidate is also remembered (a bounded list, oldest forgotten first). When the
+//! queue runs dry with slots still free, the remembered nodes are tried in turn — a peer
+//! that left, a node whose backoff has passed or that was full before — each at most once
+//! per `redial_interval`, as go-ethereum keeps a dialed node out of the way for 35 s
+//! whatever the outcome. Discovery reports a node only when it first verifies it, so
+//! without this a node would never dial again the nodes it already knows.
+//!
+//! Discovery verifies two nodes to each other at the same moment (each answers the other's
+//! ping), so both would dial at once; each would then keep the connection it dialed and
+//! refuse the other's as "already connected", and both connections would end. So a fresh
+//! candidate whose id is smaller than ours waits `yield_to_smaller_id` in the queue: the
+//! node with the smaller id dials first, and the other dials only if no connection came.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -34,6 +47,12 @@ pub(crate) struct DialLimits {
     pub(crate) backoff_max: Duration,
     /// Most nodes whose failures are remembered.
     pub(crate) history_capacity: usize,
+    /// Most discovered nodes remembered for dialing again.
+    pub(crate) known_capacity: usize,
+    /// Least time between two dials of a remembered node taken from the remembered list.
+    pub(crate) redial_interval: Duration,
+    /// How long a fresh candidate with a smaller id than ours waits before we dial it.
+    pub(crate) yield_to_smaller_id: Duration,
 }
 
 impl Default for DialLimits {
@@ -48,6 +67,9 @@ impl Default for DialLimits {
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
             history_capacity: 4096,
+            known_capacity: 1024,
+            redial_interval: Duration::from_secs(30),
+            yield_to_smaller_id: Duration::from_secs(2),
         }
     }
 }
@@ -68,15 +90,33 @@ struct Failure {
     streak: u32,
 }
 
+/// A candidate in the queue.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    target: DialTarget,
+    /// Not dialed before this, if set.
+    due: Option<Instant>,
+}
+
+/// A discovered node kept for dialing again.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    target: DialTarget,
+    /// When it was last picked for a dial.
+    dialed: Option<Instant>,
+}
+
 /// The dial scheduler's state.
 pub(crate) struct DialScheduler {
     me: NodeId,
     limits: DialLimits,
-    queue: VecDeque<DialTarget>,
+    queue: VecDeque<Queued>,
     queued: HashSet<NodeId>,
     /// Dials running, with the network group each counts toward (if any).
     in_flight: HashMap<NodeId, Option<Netgroup>>,
     history: HashMap<NodeId, Failure>,
+    /// Every candidate seen, oldest first; tried in turn when the queue is empty.
+    known: VecDeque<Known>,
 }
 
 impl DialScheduler {
@@ -89,14 +129,19 @@ impl DialScheduler {
             queued: HashSet::new(),
             in_flight: HashMap::new(),
             history: HashMap::new(),
+            known: VecDeque::new(),
         }
     }
 
-    /// Queue a candidate. Returns false when it is ignored: itself, already queued or being
-    /// dialed. A full queue forgets its oldest candidate.
-    pub(crate) fn add_candidate(&mut self, target: DialTarget) -> bool {
-        if target.id == self.me
-            || self.queued.contains(&target.id)
+    /// Queue a candidate found at `now` (and remember it). Returns false when it is not
+    /// queued: itself, already queued or being dialed. A full queue forgets its oldest
+    /// candidate.
+    pub(crate) fn add_candidate(&mut self, target: DialTarget, now: Instant) -> bool {
+        if target.id == self.me {
+            return false;
+        }
+        self.remember(target);
+        if self.queued.contains(&target.id)
             || self.in_flight.contains_key(&target.id)
             || self.limits.queue_capacity == 0
         {
@@ -104,24 +149,46 @@ impl DialScheduler {
         }
         while self.queue.len() >= self.limits.queue_capacity {
             if let Some(old) = self.queue.pop_front() {
-                self.queued.remove(&old.id);
+                self.queued.remove(&old.target.id);
             }
         }
+        let due = (target.id < self.me).then(|| now + self.limits.yield_to_smaller_id);
         self.queued.insert(target.id);
-        self.queue.push_back(target);
+        self.queue.push_back(Queued { target, due });
         true
     }
 
+    /// Keep `target` in the remembered list (its address updated if it is there already).
+    fn remember(&mut self, target: DialTarget) {
+        if let Some(k) = self.known.iter_mut().find(|k| k.target.id == target.id) {
+            k.target.addr = target.addr;
+            return;
+        }
+        if self.limits.known_capacity == 0 {
+            return;
+        }
+        while self.known.len() >= self.limits.known_capacity {
+            self.known.pop_front();
+        }
+        self.known.push_back(Known {
+            target,
+            dialed: None,
+        });
+    }
+
     /// Candidates waiting.
-    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
     }
 
     /// Dials running.
-    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Nodes remembered for dialing again.
+    pub(crate) fn known(&self) -> usize {
+        self.known.len()
     }
 
     /// The candidates to dial now, marked as in flight until [`Self::dial_done`].
@@ -142,31 +209,74 @@ impl DialScheduler {
         groups.extend(self.in_flight.values().flatten().copied());
         let mut picked = Vec::new();
         // Picked candidates join `in_flight` at once, so it counts them too.
-        while self.in_flight.len() < self.limits.max_in_flight.min(free_slots) {
-            let Some(target) = self.queue.pop_front() else {
+        let room = self.limits.max_in_flight.min(free_slots);
+        // Candidates not due yet keep their places.
+        let mut waiting = VecDeque::new();
+        while self.in_flight.len() < room {
+            let Some(queued) = self.queue.pop_front() else {
                 break;
             };
-            self.queued.remove(&target.id);
-            if connected(&target.id) {
-                trace!(id = ?target.id, "not dialing: connected");
+            if queued.due.is_some_and(|due| now < due) {
+                waiting.push_back(queued);
                 continue;
             }
-            if self.history.get(&target.id).is_some_and(|f| now < f.until) {
-                trace!(id = ?target.id, "not dialing: failed recently");
-                continue;
+            self.queued.remove(&queued.target.id);
+            self.pick(queued.target, now, &connected, &mut groups, &mut picked);
+        }
+        while let Some(queued) = waiting.pop_back() {
+            self.queue.push_front(queued);
+        }
+        // The queue ran dry with room left: the remembered nodes, in turn, so that none is
+        // always last.
+        let mut turns = self.known.len();
+        while self.in_flight.len() < room && turns > 0 {
+            turns -= 1;
+            let Some(known) = self.known.pop_front() else {
+                break;
+            };
+            self.known.push_back(known);
+            let recent = known
+                .dialed
+                .is_some_and(|t| now.saturating_duration_since(t) < self.limits.redial_interval);
+            let id = known.target.id;
+            if !recent && !self.in_flight.contains_key(&id) && !self.queued.contains(&id) {
+                self.pick(known.target, now, &connected, &mut groups, &mut picked);
             }
-            let group = self.limits.subnet.group(target.addr.ip());
-            if let Some(group) = group {
-                if !self.limits.subnet.admits(group, groups.iter().copied()) {
-                    trace!(addr = %target.addr, "not dialing: subnet has its share of peers");
-                    continue;
-                }
-                groups.push(group);
-            }
-            self.in_flight.insert(target.id, group);
-            picked.push(target);
         }
         picked
+    }
+
+    /// Take `target` for dialing unless it is connected, backing off, or its network group
+    /// has its share of outbound peers.
+    fn pick(
+        &mut self,
+        target: DialTarget,
+        now: Instant,
+        connected: &impl Fn(&NodeId) -> bool,
+        groups: &mut Vec<Netgroup>,
+        picked: &mut Vec<DialTarget>,
+    ) {
+        if connected(&target.id) {
+            trace!(id = ?target.id, "not dialing: connected");
+            return;
+        }
+        if self.history.get(&target.id).is_some_and(|f| now < f.until) {
+            trace!(id = ?target.id, "not dialing: failed recently");
+            return;
+        }
+        let group = self.limits.subnet.group(target.addr.ip());
+        if let Some(group) = group {
+            if !self.limits.subnet.admits(group, groups.iter().copied()) {
+                trace!(addr = %target.addr, "not dialing: subnet has its share of peers");
+                return;
+            }
+            groups.push(group);
+        }
+        if let Some(k) = self.known.iter_mut().find(|k| k.target.id == target.id) {
+            k.dialed = Some(now);
+        }
+        self.in_flight.insert(target.id, group);
+        picked.push(target);
     }
 
     /// A dial ended: on success the node's failure streak is forgotten; on failure it is
@@ -250,6 +360,9 @@ mod tests {
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(35),
             history_capacity: 8,
+            known_capacity: 8,
+            redial_interval: Duration::from_secs(30),
+            yield_to_smaller_id: Duration::from_secs(2),
         }
     }
 
@@ -260,9 +373,9 @@ mod tests {
     #[test]
     fn never_queues_itself_or_a_duplicate() {
         let mut s = DialScheduler::new(id(0), limits());
-        assert!(!s.add_candidate(target(0, "10.0.0.1:1")));
-        assert!(s.add_candidate(target(1, "10.0.0.1:1")));
-        assert!(!s.add_candidate(target(1, "10.0.0.2:1")));
+        assert!(!s.add_candidate(target(0, "10.0.0.1:1"), Instant::now()));
+        assert!(s.add_candidate(target(1, "10.0.0.1:1"), Instant::now()));
+        assert!(!s.add_candidate(target(1, "10.0.0.2:1"), Instant::now()));
         assert_eq!(s.queued(), 1);
     }
 
@@ -270,7 +383,7 @@ mod tests {
     fn a_full_queue_forgets_its_oldest_candidate() {
         let mut s = DialScheduler::new(id(0), limits());
         for n in 1..=10 {
-            assert!(s.add_candidate(target(n, &format!("10.0.{n}.1:1"))));
+            assert!(s.add_candidate(target(n, &format!("10.0.{n}.1:1")), Instant::now()));
         }
         assert_eq!(s.queued(), 8);
         let got = s.next_dials(Instant::now(), 100, |_| false, []);
@@ -281,7 +394,7 @@ mod tests {
     fn fills_free_slots_and_no_more_counting_dials_in_flight() {
         let mut s = DialScheduler::new(id(0), limits());
         for n in 1..=6 {
-            s.add_candidate(target(n, &format!("10.0.{n}.1:1")));
+            s.add_candidate(target(n, &format!("10.0.{n}.1:1")), Instant::now());
         }
         let now = Instant::now();
         assert_eq!(s.next_dials(now, 2, |_| false, []).len(), 2);
@@ -300,7 +413,7 @@ mod tests {
     fn bounds_dials_in_flight() {
         let mut s = DialScheduler::new(id(0), limits());
         for n in 1..=8 {
-            s.add_candidate(target(n, &format!("10.0.{n}.1:1")));
+            s.add_candidate(target(n, &format!("10.0.{n}.1:1")), Instant::now());
         }
         let now = Instant::now();
         assert_eq!(s.next_dials(now, 100, |_| false, []).len(), 4);
@@ -313,15 +426,15 @@ mod tests {
     #[test]
     fn skips_connected_and_in_flight_nodes() {
         let mut s = DialScheduler::new(id(0), limits());
-        s.add_candidate(target(1, "10.0.1.1:1"));
-        s.add_candidate(target(2, "10.0.2.1:1"));
+        s.add_candidate(target(1, "10.0.1.1:1"), Instant::now());
+        s.add_candidate(target(2, "10.0.2.1:1"), Instant::now());
         let now = Instant::now();
         assert_eq!(
             ids(&s.next_dials(now, 10, |n| *n == id(1), [])),
             vec![id(2)]
         );
         // Rediscovered while its dial runs: not queued again.
-        assert!(!s.add_candidate(target(2, "10.0.2.1:1")));
+        assert!(!s.add_candidate(target(2, "10.0.2.1:1"), Instant::now()));
     }
 
     #[test]
@@ -329,7 +442,7 @@ mod tests {
         let mut s = DialScheduler::new(id(0), limits());
         let t0 = Instant::now();
         let retry = |s: &mut DialScheduler, at: Instant| {
-            s.add_candidate(target(1, "10.0.1.1:1"));
+            s.add_candidate(target(1, "10.0.1.1:1"), Instant::now());
             ids(&s.next_dials(at, 10, |_| false, []))
         };
         assert_eq!(retry(&mut s, t0), vec![id(1)]);
@@ -359,9 +472,9 @@ mod tests {
         let mut s = DialScheduler::new(id(0), limits());
         // One peer of 10.0.0.0/24 connected already; two more candidates there and one
         // elsewhere.
-        s.add_candidate(target(1, "10.0.0.2:1"));
-        s.add_candidate(target(2, "10.0.0.3:1"));
-        s.add_candidate(target(3, "10.0.1.2:1"));
+        s.add_candidate(target(1, "10.0.0.2:1"), Instant::now());
+        s.add_candidate(target(2, "10.0.0.3:1"), Instant::now());
+        s.add_candidate(target(3, "10.0.1.2:1"), Instant::now());
         let connected_group = [Netgroup::of("10.0.0.1".parse().unwrap())];
         let got = s.next_dials(Instant::now(), 10, |_| false, connected_group);
         assert_eq!(ids(&got), vec![id(1), id(3)]);
@@ -371,10 +484,10 @@ mod tests {
     fn dials_in_flight_count_toward_their_subnet() {
         let mut s = DialScheduler::new(id(0), limits());
         let now = Instant::now();
-        s.add_candidate(target(1, "10.0.0.2:1"));
-        s.add_candidate(target(2, "10.0.0.3:1"));
+        s.add_candidate(target(1, "10.0.0.2:1"), Instant::now());
+        s.add_candidate(target(2, "10.0.0.3:1"), Instant::now());
         assert_eq!(s.next_dials(now, 10, |_| false, []).len(), 2);
-        s.add_candidate(target(3, "10.0.0.4:1"));
+        s.add_candidate(target(3, "10.0.0.4:1"), Instant::now());
         assert!(s.next_dials(now, 10, |_| false, []).is_empty());
     }
 
@@ -383,7 +496,7 @@ mod tests {
         let now = Instant::now();
         let mut s = DialScheduler::new(id(0), limits());
         for n in 1..=4 {
-            s.add_candidate(target(n, &format!("127.0.0.{n}:1")));
+            s.add_candidate(target(n, &format!("127.0.0.{n}:1")), Instant::now());
         }
         assert_eq!(s.next_dials(now, 10, |_| false, []).len(), 4);
 
@@ -391,9 +504,100 @@ mod tests {
         strict.subnet.exempt_loopback = false;
         let mut s = DialScheduler::new(id(0), strict);
         for n in 1..=4 {
-            s.add_candidate(target(n, &format!("127.0.0.{n}:1")));
+            s.add_candidate(target(n, &format!("127.0.0.{n}:1")), Instant::now());
         }
         assert_eq!(s.next_dials(now, 10, |_| false, []).len(), 2);
+    }
+
+    #[test]
+    fn remembered_nodes_are_dialed_again_once_the_queue_is_empty() {
+        let mut s = DialScheduler::new(id(0), limits());
+        let t0 = Instant::now();
+        s.add_candidate(target(1, "10.0.1.1:1"), Instant::now());
+        s.add_candidate(target(2, "10.0.2.1:1"), Instant::now());
+        assert_eq!(s.next_dials(t0, 10, |_| false, []).len(), 2);
+        s.dial_done(&id(1), true, t0);
+        s.dial_done(&id(2), false, t0);
+        assert_eq!(s.queued(), 0);
+        // Not within the redial interval, whatever the outcome.
+        assert!(s
+            .next_dials(t0 + Duration::from_secs(29), 10, |_| false, [])
+            .is_empty());
+        // Past it: node 1 (it left meanwhile) is dialed again, and node 2, whose 10 s
+        // backoff is over too.
+        let t1 = t0 + Duration::from_secs(30);
+        let got = s.next_dials(t1, 10, |_| false, []);
+        assert_eq!(ids(&got), vec![id(1), id(2)]);
+        // A connected node is left alone.
+        s.dial_done(&id(1), true, t1);
+        s.dial_done(&id(2), false, t1);
+        let t2 = t1 + Duration::from_secs(30);
+        assert_eq!(ids(&s.next_dials(t2, 10, |n| *n == id(1), [])), vec![id(2)]);
+    }
+
+    #[test]
+    fn remembered_nodes_respect_the_slots_and_a_longer_backoff() {
+        let mut l = limits();
+        l.redial_interval = Duration::from_secs(1);
+        let mut s = DialScheduler::new(id(0), l);
+        let t0 = Instant::now();
+        for n in 1..=3 {
+            s.add_candidate(target(n, &format!("10.0.{n}.1:1")), Instant::now());
+        }
+        assert_eq!(s.next_dials(t0, 10, |_| false, []).len(), 3);
+        for n in 1..=3 {
+            s.dial_done(&id(n), false, t0);
+        }
+        // Backoff (10 s) outlasts the redial interval (1 s).
+        assert!(s
+            .next_dials(t0 + Duration::from_secs(5), 10, |_| false, [])
+            .is_empty());
+        // Free slots bound the picks; the rest wait their turn.
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(ids(&s.next_dials(t1, 1, |_| false, [])), vec![id(1)]);
+        s.dial_done(&id(1), true, t1);
+        assert_eq!(ids(&s.next_dials(t1, 2, |_| false, [])), vec![id(2), id(3)]);
+    }
+
+    #[test]
+    fn the_remembered_list_is_bounded_and_never_holds_us() {
+        let mut l = limits();
+        l.known_capacity = 3;
+        let mut s = DialScheduler::new(id(0), l);
+        s.add_candidate(target(0, "10.0.0.1:1"), Instant::now());
+        for n in 1..=5 {
+            s.add_candidate(target(n, &format!("10.0.{n}.1:1")), Instant::now());
+            // Seen again with a new address: still one entry.
+            s.add_candidate(target(n, &format!("10.1.{n}.1:1")), Instant::now());
+        }
+        assert_eq!(s.known(), 3);
+        let kept: Vec<NodeId> = s.known.iter().map(|k| k.target.id).collect();
+        assert_eq!(kept, vec![id(3), id(4), id(5)]);
+        assert!(s
+            .known
+            .iter()
+            .all(|k| k.target.addr.ip().to_string().starts_with("10.1.")));
+    }
+
+    #[test]
+    fn a_fresh_candidate_with_a_smaller_id_waits_its_turn() {
+        // We are node 5: node 3 dials us first, node 7 we dial at once.
+        let mut s = DialScheduler::new(id(5), limits());
+        let t0 = Instant::now();
+        s.add_candidate(target(3, "10.0.3.1:1"), t0);
+        s.add_candidate(target(7, "10.0.7.1:1"), t0);
+        assert_eq!(ids(&s.next_dials(t0, 10, |_| false, [])), vec![id(7)]);
+        assert_eq!(s.queued(), 1);
+        let wait = s.limits.yield_to_smaller_id;
+        assert!(s.next_dials(t0 + wait / 2, 10, |_| false, []).is_empty());
+        // Node 3 dialed us meanwhile: nothing to do.
+        assert!(s.next_dials(t0 + wait, 10, |n| *n == id(3), []).is_empty());
+        // Had it not, we would dial it now.
+        s.add_candidate(target(3, "10.0.3.1:1"), t0);
+        assert_eq!(
+            ids(&s.next_dials(t0 + wait, 10, |_| false, [])),
+            vec![id(3)]
+        );
     }
 
     #[test]

@@ -144,7 +144,11 @@ impl Server {
         }
         let discovery = lock(&self.inner.discovery).take();
         if let Some(discovery) = discovery {
-            discovery.shutdown().await;
+            // The dial loop may still hold its reference for a moment; if so, dropping the
+            // last one stops the service's tasks (below, the dial loop is awaited).
+            if let Ok(discovery) = std::sync::Arc::try_unwrap(discovery) {
+                discovery.shutdown().await;
+            }
         }
         let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
         let deadline = tokio::time::Instant::now() + grace;

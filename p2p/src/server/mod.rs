@@ -68,8 +68,9 @@ struct Inner {
     finished_traffic: Mutex<Vec<ProtocolTraffic>>,
     shutdown: CancellationToken,
     tasks: Mutex<JoinSet<()>>,
-    /// Node discovery, while it runs; taken and shut down by [`Server::shutdown`].
-    discovery: Mutex<Option<crate::discover::v4::Discv4>>,
+    /// Node discovery, while it runs; taken and shut down by [`Server::shutdown`]. The
+    /// dial loop holds the other reference, for lookups.
+    discovery: Mutex<Option<Arc<crate::discover::v4::Discv4>>>,
     /// What others are told to dial (when listening); follows the NAT mapping.
     advertised: Mutex<Option<nat::Advertised>>,
     /// The NAT port mapper, while it runs; stopped by [`Server::shutdown`].
@@ -103,7 +104,9 @@ impl Server {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let discovery = discovery::start_discovery(&config, local_addr).await?;
+        let discovery = discovery::start_discovery(&config, local_addr)
+            .await?
+            .map(Arc::new);
         let udp_port = discovery.as_ref().map(|d| d.local_addr().port());
         let (advertised, port_mapper) = match local_addr {
             Some(local) => {
@@ -156,7 +159,7 @@ impl Server {
             finished_traffic: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
-            discovery: Mutex::new(discovery),
+            discovery: Mutex::new(discovery.clone()),
             advertised: Mutex::new(advertised),
             nat: Mutex::new(port_mapper),
             config,
@@ -185,10 +188,10 @@ impl Server {
                 }
             });
         }
-        if let Some(candidates) = candidates {
+        if let (Some(candidates), Some(discovery)) = (candidates, discovery) {
             let s = server.clone();
             let span = info_span!("dial_scheduler");
-            server.spawn(async move { s.dial_loop(candidates).await }.instrument(span));
+            server.spawn(async move { s.dial_loop(candidates, discovery).await }.instrument(span));
         }
         if let Some(updates) = nat_updates {
             let s = server.clone();
@@ -221,7 +224,8 @@ impl Server {
     /// This node's enode URL (when listening), with the address others must dial: the
     /// external one from the NAT method, else the listen address, else (listening on
     /// every interface) the address other nodes' discovery pongs agree on, or a routable
-    /// interface address; never an unspecified one.
+    /// interface address; never an unspecified one. Its discovery port is the one
+    /// discovery bound while it runs (`?discport=` when that differs from the TCP port).
     pub fn enode(&self) -> Option<Enode> {
         self.advertised().map(|a| Enode {
             id: self.inner.id,
