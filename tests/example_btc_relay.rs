@@ -1,4 +1,4 @@
-//! `examples/btc_relay.rs` run as real processes on loopback.
+//! `examples/btc_relay/` run as real processes on loopback.
 //!
 //! Topology: Bitcoin Core's test-framework peer (PyPI `verystable`, `tests/interop/btc/
 //! peer.py`) — native TCP — relay R1 — braid — relay R2 — braid — B, where B is a braid
