@@ -5,7 +5,7 @@
 //! callbacks is excluded from stall deadlines, so the peer is not punished for it), and
 //! waiting on the same peer (e.g. for its disconnect) from a callback would deadlock it.
 //! Answer with [`Peer::try_queue_message`]; hand longer work to another task through a
-//! bounded channel (`try_send`), as `examples/btc_relay.rs` does.
+//! bounded channel (`try_send`), as `examples/btc_relay/` does.
 
 use super::Peer;
 use crate::bitcoin::wire::{
