@@ -31,7 +31,7 @@ use p2p::server::{PeerEvent, Server, ServerConfig};
 use protocols::chat::{ChatEvent, ChatRoom};
 use tokio::sync::{broadcast, mpsc};
 
-use common::{peer_table, printable, short_hex, short_id, DiscoveryArgs};
+use common::{peer_table, printable, short_hex, DiscoveryArgs};
 
 /// Client id sent in our Hello (shows up in other nodes' peer tables).
 const CLIENT_ID: &str = concat!("braid-chat/v", env!("CARGO_PKG_VERSION"));
@@ -113,7 +113,7 @@ async fn start_node(
 
 async fn interactive(args: Args) -> Result<(), Box<dyn Error>> {
     let key = common::node_key(args.key.as_deref(), args.nodekey.as_deref())?;
-    let nick = args.nick.unwrap_or_else(|| short_id(&key.id()));
+    let nick = args.nick.unwrap_or_else(|| key.id().short());
     let (server, room, mut chat) =
         start_node(*key.secret(), args.listen, &nick, Some(&args.discovery)).await?;
     let mut peer_events = server.subscribe();
@@ -167,12 +167,12 @@ async fn interactive(args: Args) -> Result<(), Box<dyn Error>> {
                     println!("<{}> {}", printable(&nick), printable(&text))
                 }
                 ChatEvent::Joined { id, nick } => {
-                    println!("* {} joined ({})", printable(&nick), short_id(&id));
+                    println!("* {} joined ({})", printable(&nick), id.short());
                     nicks.insert(id, nick);
                 }
                 ChatEvent::Left { id } => {
-                    let who = nicks.remove(&id).unwrap_or_else(|| short_id(&id));
-                    println!("* {} left ({})", printable(&who), short_id(&id));
+                    let who = nicks.remove(&id).unwrap_or_else(|| id.short());
+                    println!("* {} left ({})", printable(&who), id.short());
                 }
             },
             event = peer_events.recv() => match event {
@@ -218,7 +218,7 @@ fn spawn_dial(server: &Server, enode: Enode, notes: mpsc::Sender<String>) {
     let server = server.clone();
     tokio::spawn(async move {
         if let Err(e) = server.dial(&enode).await {
-            let who = format!("{}@{}", short_id(&enode.id), enode.socket_addr());
+            let who = format!("{}@{}", enode.id.short(), enode.socket_addr());
             let _ = notes.send(format!("! dial {who} failed: {e}")).await;
         }
     });
@@ -270,7 +270,7 @@ impl DemoNode {
     async fn next_line(&mut self) -> Result<(String, String, String), Box<dyn Error>> {
         loop {
             if let ChatEvent::Line { via, nick, text } = self.next_event().await? {
-                let via = self.room.nick_of(&via).unwrap_or_else(|| short_id(&via));
+                let via = self.room.nick_of(&via).unwrap_or_else(|| via.short());
                 return Ok((nick, text, via));
             }
         }
@@ -295,7 +295,7 @@ async fn demo() -> Result<(), Box<dyn Error>> {
     ];
     for node in &nodes {
         let enode = node.enode()?;
-        let id = short_id(&enode.id);
+        let id = enode.id.short();
         println!("  {:<6} enode://{id}…@{}", node.nick, enode.socket_addr());
     }
 

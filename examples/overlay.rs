@@ -501,7 +501,7 @@ async fn command(line: &str, server: &Server, kv: &Kv) {
         (Some("get"), Some(key), None) => println!("{}", show(key, kv.get(key).as_ref())),
         (Some("ask"), Some(key), None) => {
             for peer in server.peers() {
-                let who = common::short_id(&peer.id());
+                let who = peer.id().short();
                 match kv.ask(&peer.id(), key).await {
                     Ok(entry) => println!("{who}: {}", show(key, entry.as_ref())),
                     Err(e) => println!("{who}: ! {e}"),

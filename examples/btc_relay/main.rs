@@ -65,7 +65,7 @@ use protocols::bitcoin::wire::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use common::{human_bytes, short_id};
+use common::human_bytes;
 
 use bridge::*;
 use items::*;
@@ -261,7 +261,7 @@ fn spawn_dial(server: &Server, enode: Enode) {
     let server = server.clone();
     tokio::spawn(async move {
         if let Err(e) = server.dial(&enode).await {
-            let who = format!("{}@{}", short_id(&enode.id), enode.socket_addr());
+            let who = format!("{}@{}", enode.id.short(), enode.socket_addr());
             println!("! dial {who} failed: {e}");
         }
     });

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use p2p::discover::v4::Bootnode;
-use p2p::node::{Enode, EnodeError, NodeId, NodeKey, NodeKeyError};
+use p2p::node::{Enode, EnodeError, NodeKey, NodeKeyError};
 use p2p::peer::Direction;
 use p2p::server::{Discovery, Server, ServerConfig};
 use tokio::sync::mpsc;
@@ -171,11 +171,6 @@ pub async fn serve_metrics(
     Ok(())
 }
 
-/// The first 8 hex characters of a node id: enough to tell peers apart on screen.
-pub fn short_id(id: &NodeId) -> String {
-    id.short()
-}
-
 /// The same for an id already in hex (as in peer events).
 pub fn short_hex(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
@@ -232,7 +227,7 @@ pub fn peer_table(server: &Server) -> String {
             .map(|c| format!("{}/{}", c.name, c.version))
             .collect();
         rows.push([
-            short_id(&peer.id()),
+            peer.id().short(),
             peer.remote_addr()
                 .map_or_else(|| "-".into(), |a| a.to_string()),
             match peer.direction() {
