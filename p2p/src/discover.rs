@@ -3,9 +3,24 @@
 //!
 //! Discovery knows nothing of peers, sessions or subprotocols. Its job is to keep a table
 //! of nodes that answer on the discovery protocol and to yield candidates (node id, IP,
-//! TCP port) that something else — the server's dial scheduler — may decide to dial.
+//! TCP port, record) that something else — the server's dial scheduler — may decide to
+//! dial.
 //!
-//! [`v4`] is discovery v4: the wire format and the Kademlia node table (pure: no socket,
-//! no clock), and the UDP service ([`v4::Discv4`]) that drives them — bonding, lookups,
-//! EIP-868 records, revalidation — and yields verified nodes as [`v4::Candidates`].
+//! Two discoveries yield into the same [`Candidates`] type, so one scheduler consumes
+//! either or both ([`Candidates::merge`], deduplicated by node id):
+//!
+//! - [`v4`] is discovery v4, our own code: the wire format and the Kademlia node table
+//!   (pure: no socket, no clock), and the UDP service ([`v4::Discv4`]) that drives them —
+//!   bonding, lookups, EIP-868 records, revalidation.
+//! - [`v5`] is discovery v5, sigp's `discv5` crate in a wrapper ([`v5::Discv5`]) that
+//!   gives it our record, bootnodes and bounded random lookups, and turns the nodes it
+//!   verifies into candidates.
+//!
+//! [`bootnode`] holds the shared bootnode type, [`candidates`] the stream type.
+pub mod bootnode;
+pub mod candidates;
 pub mod v4;
+pub mod v5;
+
+pub use bootnode::Bootnode;
+pub use candidates::{Candidate, Candidates};

@@ -23,4 +23,6 @@ pub mod packet;
 pub mod service;
 pub mod table;
 
-pub use service::{Bootnode, Candidate, Candidates, DiscoveryError, Discv4, Discv4Config};
+pub use super::bootnode::Bootnode;
+pub use super::candidates::{Candidate, Candidates};
+pub use service::{DiscoveryError, Discv4, Discv4Config};

@@ -28,11 +28,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use enr::{CombinedKey, Enr};
@@ -49,6 +46,7 @@ use super::packet::{
 };
 use super::table::{AddOutcome, Node, Revalidation, Table, TableConfig, BUCKET_SIZE};
 use crate::base::Capability;
+use crate::discover::{Bootnode, Candidate, Candidates};
 use crate::node::{Enode, NodeId, NodeKey};
 use crate::record::{NodeRecord, RecordError, RecordSpec};
 
@@ -100,59 +98,6 @@ pub enum DiscoveryError {
     /// The service has shut down.
     #[error("discovery has shut down")]
     ShutDown,
-}
-
-/// A node to start from: an enode URL or a node record.
-#[derive(Debug, Clone)]
-pub enum Bootnode {
-    /// `enode://<id>@<ip>:<tcp>[?discport=<udp>]`.
-    Enode(Enode),
-    /// `enr:<base64>`; must carry an IP and a UDP port.
-    Record(NodeRecord),
-}
-
-impl Bootnode {
-    /// The node as the table keeps it.
-    pub fn node(&self) -> Result<Node, DiscoveryError> {
-        match self {
-            Bootnode::Enode(e) => Ok(Node {
-                id: e.id,
-                endpoint: Endpoint {
-                    ip: e.ip,
-                    udp_port: e.udp_port,
-                    tcp_port: e.tcp_port,
-                },
-            }),
-            Bootnode::Record(r) => {
-                let udp = r.udp_addr().ok_or_else(|| {
-                    DiscoveryError::BadBootnode("record has no UDP address".into())
-                })?;
-                Ok(Node {
-                    id: r.node_id()?,
-                    endpoint: Endpoint {
-                        ip: udp.ip(),
-                        udp_port: udp.port(),
-                        tcp_port: r.tcp_addr().map_or(0, |a| a.port()),
-                    },
-                })
-            }
-        }
-    }
-}
-
-impl FromStr for Bootnode {
-    type Err = DiscoveryError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.starts_with("enr:") {
-            Ok(Bootnode::Record(s.parse()?))
-        } else {
-            s.parse::<Enode>()
-                .map(Bootnode::Enode)
-                .map_err(|e| DiscoveryError::BadBootnode(e.to_string()))
-        }
-    }
 }
 
 /// Per-source-IP token bucket: `burst` packets at once, refilled at `per_sec`.
@@ -224,45 +169,6 @@ impl Discv4Config {
             },
             fetch_records: true,
         }
-    }
-}
-
-/// A node that proved its endpoint, offered to a dialer.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    /// The node and the endpoint it answered from (TCP port as it announced it).
-    pub node: Node,
-    /// Its record, when it answered our `ENRRequest` (verified, id checked).
-    pub record: Option<NodeRecord>,
-}
-
-impl Candidate {
-    /// The TCP address to dial: the record's, else the endpoint's when it has a TCP port.
-    pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.record
-            .as_ref()
-            .and_then(NodeRecord::tcp_addr)
-            .or((self.node.endpoint.tcp_port != 0)
-                .then(|| SocketAddr::new(self.node.endpoint.ip, self.node.endpoint.tcp_port)))
-    }
-}
-
-/// The stream of [`Candidate`]s (see [`Discv4::candidates`]).
-#[derive(Debug)]
-pub struct Candidates(mpsc::Receiver<Candidate>);
-
-impl Candidates {
-    /// The next candidate; `None` once the service has shut down.
-    pub async fn recv(&mut self) -> Option<Candidate> {
-        self.0.recv().await
-    }
-}
-
-impl futures::Stream for Candidates {
-    type Item = Candidate;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Candidate>> {
-        self.0.poll_recv(cx)
     }
 }
 
@@ -546,7 +452,7 @@ impl Discv4 {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-            .map(Candidates)
+            .map(Candidates::new)
             .ok_or(DiscoveryError::CandidatesTaken)
     }
 
