@@ -6,7 +6,7 @@ use std::time::Duration;
 use secp256k1::SecretKey;
 
 use super::limits::IpNet;
-use crate::discover::v4::Bootnode;
+use crate::discover::Bootnode;
 use crate::nat::Nat;
 use crate::node::{Enode, NodeId};
 use crate::peer::PeerConfig;
@@ -77,10 +77,14 @@ pub struct ServerConfig {
     pub announce_port: Option<u16>,
     /// Node discovery, which feeds the dial scheduler. Needs a listen address.
     pub discovery: Discovery,
-    /// Nodes discovery starts from.
+    /// Nodes discovery starts from. discv5 uses only those given as records (`enr:`).
     pub bootnodes: Vec<Bootnode>,
-    /// UDP port for discovery, bound on the listen IP; defaults to the bound TCP port.
+    /// UDP port for discovery v4, bound on the listen IP; defaults to the bound TCP port.
     pub udp_port: Option<u16>,
+    /// UDP port for discovery v5, bound on the listen IP. Defaults to the bound TCP port
+    /// with [`Discovery::V5`], and to discv4's UDP port + 1 with [`Discovery::Both`]: the
+    /// two run on separate sockets.
+    pub udp_port_v5: Option<u16>,
     /// Dial only discovered nodes whose record says they speak one of our protocols
     /// (nodes without a record are skipped then).
     pub dial_only_shared_caps: bool,
@@ -105,6 +109,23 @@ pub enum Discovery {
     Off,
     /// Discovery v4 (UDP), with records fetched for capability filtering.
     V4,
+    /// Discovery v5 (UDP, sigp's `discv5`); every node it yields comes with its record.
+    V5,
+    /// Both, each on its own UDP port, feeding one dial scheduler (nodes found by both are
+    /// offered once).
+    Both,
+}
+
+impl Discovery {
+    /// Whether discovery v4 runs.
+    pub fn v4(self) -> bool {
+        matches!(self, Discovery::V4 | Discovery::Both)
+    }
+
+    /// Whether discovery v5 runs.
+    pub fn v5(self) -> bool {
+        matches!(self, Discovery::V5 | Discovery::Both)
+    }
 }
 
 impl ServerConfig {
@@ -137,6 +158,7 @@ impl ServerConfig {
             discovery: Discovery::Off,
             bootnodes: Vec::new(),
             udp_port: None,
+            udp_port_v5: None,
             dial_only_shared_caps: false,
             max_dials_in_flight: 16,
             max_dialed_per_subnet: 2,

@@ -1,5 +1,5 @@
-//! Growing from a link into a network: node discovery feeds the dial scheduler, which fills
-//! the free outbound slots.
+//! Growing from a link into a network: node discovery (v4, v5 or both, their candidates
+//! merged) feeds the dial scheduler, which fills the free outbound slots.
 //!
 //! Discovery offers a node when it first verifies it. While outbound slots stay free and
 //! the scheduler has nothing left to dial, the dial loop asks discovery for more: a lookup
@@ -21,7 +21,9 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::base::Capability;
 use crate::discover::v4::service::Discv4Stats;
-use crate::discover::v4::{Bootnode, Candidate, Candidates, Discv4, Discv4Config};
+use crate::discover::v4::{Discv4, Discv4Config};
+use crate::discover::v5::{Discv5, Discv5Config, Discv5Error, Discv5Stats};
+use crate::discover::{Bootnode, Candidate, Candidates};
 use crate::node::{Enode, NodeKey};
 use crate::peer::Direction;
 use futures::StreamExt;
@@ -75,22 +77,153 @@ impl LookupPace {
     }
 }
 
-/// Start discovery as configured: bound on the listen IP and the UDP port, advertising the
-/// bound TCP port and our protocols' capabilities. `None` when it is off or the node does
-/// not listen.
+/// The discoveries a server runs, each optional; clones share them (the dial loop holds
+/// one, for lookups).
+#[derive(Default, Clone)]
+pub(super) struct Discoveries {
+    pub(super) v4: Option<Arc<Discv4>>,
+    pub(super) v5: Option<Arc<Discv5>>,
+}
+
+/// How long shutdown waits for the dial loop to let go of discovery before dropping its
+/// own reference instead (dropping the last one stops the services' tasks as well).
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+impl Discoveries {
+    /// Whether any discovery runs.
+    pub(super) fn running(&self) -> bool {
+        self.v4.is_some() || self.v5.is_some()
+    }
+
+    /// One candidate stream from every discovery running (`None` when none runs).
+    pub(super) fn candidates(&self) -> Result<Option<Candidates>, ServerError> {
+        let v4 = self.v4.as_ref().map(|d| d.candidates()).transpose()?;
+        let v5 = self.v5.as_ref().map(|d| d.candidates()).transpose()?;
+        Ok(match (v4, v5) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// The UDP port a NAT method maps and the enode names: discv4's, else discv5's.
+    pub(super) fn advertised_udp_port(&self) -> Option<u16> {
+        self.v4
+            .as_ref()
+            .map(|d| d.local_addr().port())
+            .or_else(|| self.v5.as_ref().map(|d| d.local_addr().port()))
+    }
+
+    /// The IP discovery announces now (discv4's endpoint, else discv5's record), which
+    /// follows what other nodes observed when the node learns its address from them.
+    pub(super) fn learned_ip(&self) -> Option<std::net::IpAddr> {
+        if let Some(v4) = &self.v4 {
+            return Some(v4.local_enode().ip);
+        }
+        let record = self.v5.as_ref()?.local_record().ok()?;
+        record.udp_addr().map(|a| a.ip())
+    }
+
+    /// One lookup towards a random id on every discovery running, at the same time;
+    /// discv4 pings its bootnodes again first when its table is empty (discv5 re-adds
+    /// its own when its table empties).
+    async fn lookup_random(&self, bootnodes: &[Bootnode]) {
+        let v4 = async {
+            if let Some(d) = &self.v4 {
+                if d.table_len() == 0 {
+                    reseed(d, bootnodes).await;
+                }
+                d.lookup_random().await;
+            }
+        };
+        let v5 = async {
+            if let Some(d) = &self.v5 {
+                if let Err(e) = d.lookup_random().await {
+                    debug!(error = %e, "discv5 lookup failed");
+                }
+            }
+        };
+        tokio::join!(v4, v5);
+    }
+
+    /// Stops every discovery, waiting (bounded) for their tasks.
+    pub(super) async fn shutdown(self) {
+        let Discoveries { v4, v5 } = self;
+        let v4 = async {
+            if let Some(d) = release(v4).await {
+                d.shutdown().await;
+            }
+        };
+        let v5 = async {
+            if let Some(d) = release(v5).await {
+                d.shutdown().await;
+            }
+        };
+        tokio::join!(v4, v5);
+    }
+}
+
+/// The service itself once no one else holds it (waiting up to [`RELEASE_WAIT`]); `None`
+/// when another reference outlived the wait, in which case the last one dropped stops it.
+async fn release<T>(mut shared: Option<Arc<T>>) -> Option<T> {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    loop {
+        match Arc::try_unwrap(shared?) {
+            Ok(service) => return Some(service),
+            Err(still) if Instant::now() < deadline => {
+                shared = Some(still);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Start discovery as configured: bound on the listen IP, advertising the bound TCP port
+/// and our protocols' capabilities. discv4's UDP port is `udp_port` or the TCP port;
+/// discv5's is `udp_port_v5`, else the TCP port when it runs alone and discv4's port + 1
+/// beside discv4. Nothing runs when discovery is off or the node does not listen.
+///
+/// Each discovery signs its own record, naming its own UDP port (a record has one `udp`
+/// entry, and discv5 accepts a record only when that entry is where its packets come
+/// from); both records carry the same key, IP, TCP port and capabilities.
 pub(super) async fn start_discovery(
     config: &ServerConfig,
     local_addr: Option<SocketAddr>,
-) -> Result<Option<Discv4>, ServerError> {
-    let (Discovery::V4, Some(tcp)) = (config.discovery, local_addr) else {
-        return Ok(None);
+) -> Result<Discoveries, ServerError> {
+    let Some(tcp) = local_addr else {
+        return Ok(Discoveries::default());
     };
-    let bind = SocketAddr::new(tcp.ip(), config.udp_port.unwrap_or(tcp.port()));
-    let mut cfg = Discv4Config::new(NodeKey::from_secret(config.key), bind);
-    cfg.tcp_port = tcp.port();
-    cfg.capabilities = capabilities(config);
-    cfg.bootnodes = config.bootnodes.clone();
-    Ok(Some(Discv4::start(cfg).await?))
+    let key = NodeKey::from_secret(config.key);
+    let v4_port = config.udp_port.unwrap_or(tcp.port());
+    let mut running = Discoveries::default();
+    if config.discovery.v4() {
+        let mut cfg = Discv4Config::new(key.clone(), SocketAddr::new(tcp.ip(), v4_port));
+        cfg.tcp_port = tcp.port();
+        cfg.capabilities = capabilities(config);
+        cfg.bootnodes = config.bootnodes.clone();
+        running.v4 = Some(Arc::new(Discv4::start(cfg).await?));
+    }
+    if config.discovery.v5() {
+        let port = match (config.udp_port_v5, config.discovery) {
+            (Some(port), _) => port,
+            (None, Discovery::Both) => v4_port.checked_add(1).ok_or_else(|| {
+                Discv5Error::Start("no default discv5 port above UDP port 65535".into())
+            })?,
+            (None, _) => tcp.port(),
+        };
+        let mut cfg = Discv5Config::new(key, SocketAddr::new(tcp.ip(), port));
+        cfg.tcp_port = tcp.port();
+        cfg.capabilities = capabilities(config);
+        cfg.bootnodes = config.bootnodes.clone();
+        match Discv5::start(cfg).await {
+            Ok(d) => running.v5 = Some(Arc::new(d)),
+            Err(e) => {
+                running.shutdown().await;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(running)
 }
 
 /// Bootnodes pinged at once when the table has to be seeded again.
@@ -118,7 +251,7 @@ fn capabilities(config: &ServerConfig) -> Vec<Capability> {
 impl Server {
     /// Dial discovered nodes into the free outbound slots until shutdown, asking
     /// `discovery` for lookups while slots stay free and nothing is left to dial.
-    pub(super) async fn dial_loop(&self, mut candidates: Candidates, discovery: Arc<Discv4>) {
+    pub(super) async fn dial_loop(&self, mut candidates: Candidates, discovery: Discoveries) {
         let cfg = &self.inner.config;
         let limits = DialLimits {
             max_in_flight: cfg.max_dials_in_flight.max(1),
@@ -159,12 +292,7 @@ impl Server {
                 let d = discovery.clone();
                 let boot = self.inner.config.bootnodes.clone();
                 debug!("outbound slots free and nothing to dial: looking up more nodes");
-                lookup = Some(Box::pin(async move {
-                    if d.table_len() == 0 {
-                        reseed(&d, &boot).await;
-                    }
-                    d.lookup_random().await;
-                }));
+                lookup = Some(Box::pin(async move { d.lookup_random(&boot).await }));
             }
             for target in targets {
                 let s = self.clone();
@@ -240,7 +368,14 @@ impl Server {
 impl Server {
     /// Discovery v4's packet counters (datagrams sent, received, dropped), while it runs.
     pub fn discv4_stats(&self) -> Option<Discv4Stats> {
-        lock(&self.inner.discovery).as_ref().map(|d| d.stats())
+        let discovery = lock(&self.inner.discovery);
+        discovery.as_ref()?.v4.as_ref().map(|d| d.stats())
+    }
+
+    /// Discovery v5's counters (sessions, lookups, candidates), while it runs.
+    pub fn discv5_stats(&self) -> Option<Discv5Stats> {
+        let discovery = lock(&self.inner.discovery);
+        discovery.as_ref()?.v5.as_ref().map(|d| d.stats())
     }
 }
 

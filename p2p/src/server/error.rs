@@ -50,6 +50,9 @@ pub enum ServerError {
     /// Node discovery could not start.
     #[error("discovery: {0}")]
     Discovery(#[from] crate::discover::v4::DiscoveryError),
+    /// Discovery v5 could not start.
+    #[error("discovery v5: {0}")]
+    Discovery5(#[from] crate::discover::v5::Discv5Error),
 }
 
 impl ServerError {
@@ -69,7 +72,7 @@ impl ServerError {
             ServerError::Refused(r) => crate::metrics::reason_label(*r),
             ServerError::Peer(_) => "useless_peer",
             ServerError::ShuttingDown => "shutting_down",
-            ServerError::Discovery(_) => "discovery",
+            ServerError::Discovery(_) | ServerError::Discovery5(_) => "discovery",
         }
     }
 

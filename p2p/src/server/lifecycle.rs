@@ -144,11 +144,9 @@ impl Server {
         }
         let discovery = lock(&self.inner.discovery).take();
         if let Some(discovery) = discovery {
-            // The dial loop may still hold its reference for a moment; if so, dropping the
-            // last one stops the service's tasks (below, the dial loop is awaited).
-            if let Ok(discovery) = std::sync::Arc::try_unwrap(discovery) {
-                discovery.shutdown().await;
-            }
+            // The dial loop may still hold its references for a moment: shutdown waits for
+            // them briefly, else dropping the last one stops the services' tasks.
+            discovery.shutdown().await;
         }
         let grace = self.inner.config.peer.protocol_grace + Duration::from_secs(3);
         let deadline = tokio::time::Instant::now() + grace;

@@ -69,8 +69,8 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: Mutex<JoinSet<()>>,
     /// Node discovery, while it runs; taken and shut down by [`Server::shutdown`]. The
-    /// dial loop holds the other reference, for lookups.
-    discovery: Mutex<Option<Arc<crate::discover::v4::Discv4>>>,
+    /// dial loop holds the other references, for lookups.
+    discovery: Mutex<Option<discovery::Discoveries>>,
     /// What others are told to dial (when listening); follows the NAT mapping.
     advertised: Mutex<Option<nat::Advertised>>,
     /// The NAT port mapper, while it runs; stopped by [`Server::shutdown`].
@@ -104,10 +104,8 @@ impl Server {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let discovery = discovery::start_discovery(&config, local_addr)
-            .await?
-            .map(Arc::new);
-        let udp_port = discovery.as_ref().map(|d| d.local_addr().port());
+        let discovery = discovery::start_discovery(&config, local_addr).await?;
+        let udp_port = discovery.advertised_udp_port();
         let (advertised, port_mapper) = match local_addr {
             Some(local) => {
                 let (a, m) = nat::advertise(&config, local, udp_port).await;
@@ -115,13 +113,19 @@ impl Server {
             }
             None => (None, None),
         };
-        if let (Some(d), Some(a)) = (&discovery, &advertised) {
-            nat::attach_discovery(&config, local_addr, d, a);
+        if let Some(a) = &advertised {
+            nat::attach_discovery(&config, local_addr, &discovery, a);
         }
         let nat_updates = port_mapper.as_ref().map(|m| m.subscribe());
-        let candidates = match &discovery {
-            Some(d) => Some(d.candidates()?),
-            None => None,
+        let candidates = match discovery.candidates() {
+            Ok(c) => c,
+            Err(e) => {
+                discovery.shutdown().await;
+                if let Some(mapper) = port_mapper {
+                    mapper.shutdown().await;
+                }
+                return Err(e);
+            }
         };
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let msg_events = config.enable_msg_events.then(|| {
@@ -159,7 +163,7 @@ impl Server {
             finished_traffic: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
-            discovery: Mutex::new(discovery.clone()),
+            discovery: Mutex::new(discovery.running().then(|| discovery.clone())),
             advertised: Mutex::new(advertised),
             nat: Mutex::new(port_mapper),
             config,
@@ -188,7 +192,7 @@ impl Server {
                 }
             });
         }
-        if let (Some(candidates), Some(discovery)) = (candidates, discovery) {
+        if let Some(candidates) = candidates {
             let s = server.clone();
             let span = info_span!("dial_scheduler");
             server.spawn(async move { s.dial_loop(candidates, discovery).await }.instrument(span));
@@ -233,6 +237,26 @@ impl Server {
             tcp_port: a.tcp_port,
             udp_port: a.udp_port,
         })
+    }
+
+    /// This node's record as discovery hands it out (with the advertised address):
+    /// discv5's when discv5 runs (with [`Discovery::Both`] it is the one naming discv5's
+    /// UDP port), else discv4's; `None` without discovery. Give it to other nodes as their
+    /// bootnode (`enr:…`).
+    pub fn node_record(&self) -> Option<crate::record::NodeRecord> {
+        let discovery = lock(&self.inner.discovery);
+        let running = discovery.as_ref()?;
+        match (&running.v5, &running.v4) {
+            (Some(v5), _) => v5.local_record().ok(),
+            (None, Some(v4)) => Some(v4.local_record()),
+            (None, None) => None,
+        }
+    }
+
+    /// This node's discv4 record (naming discv4's UDP port), while discv4 runs.
+    pub fn discv4_record(&self) -> Option<crate::record::NodeRecord> {
+        let discovery = lock(&self.inner.discovery);
+        Some(discovery.as_ref()?.v4.as_ref()?.local_record())
     }
 
     /// Subscribe to peer events. Slow subscribers miss events beyond the configured capacity.

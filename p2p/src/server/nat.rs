@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use tracing::{debug, info, warn};
 
-use crate::discover::v4::Discv4;
 use crate::nat::{interface, External, MappedPorts, Nat, PortMapper};
 
+use super::discovery::Discoveries;
 use super::{lock, Server, ServerConfig};
 
 /// How long [`Server::start`](super::Server::start) waits for the first NAT mapping
@@ -85,10 +85,23 @@ pub(super) async fn advertise(
     }
 }
 
-/// Point discovery at what we advertise (a re-signed record when it changed).
-pub(super) fn update_discovery(discovery: &Discv4, a: &Advertised) {
-    if let Err(e) = discovery.set_advertised(a.ip, a.tcp_port, a.udp_port) {
-        warn!(error = %e, "cannot update the discovery endpoint");
+/// Point discovery at what we advertise (a re-signed record when it changed). The
+/// advertised UDP port is the one NAT methods map: discv4's, or discv5's when it runs
+/// alone; beside discv4, discv5 keeps announcing its own port.
+pub(super) fn update_discovery(discovery: &Discoveries, a: &Advertised) {
+    if let Some(v4) = &discovery.v4 {
+        if let Err(e) = v4.set_advertised(a.ip, a.tcp_port, a.udp_port) {
+            warn!(error = %e, "cannot update the discovery endpoint");
+        }
+    }
+    if let Some(v5) = &discovery.v5 {
+        let udp_port = match discovery.v4 {
+            Some(_) => v5.local_addr().port(),
+            None => a.udp_port,
+        };
+        if let Err(e) = v5.set_advertised(a.ip, a.tcp_port, udp_port) {
+            warn!(error = %e, "cannot update the discv5 record");
+        }
     }
 }
 
@@ -103,12 +116,13 @@ fn learns_from_pongs(config: &ServerConfig, local: Option<SocketAddr>) -> bool {
 pub(super) fn attach_discovery(
     config: &ServerConfig,
     local: Option<SocketAddr>,
-    discovery: &Discv4,
+    discovery: &Discoveries,
     a: &Advertised,
 ) {
     update_discovery(discovery, a);
-    if learns_from_pongs(config, local) {
-        discovery.learn_endpoint(crate::nat::votes::DEFAULT_MIN_VOTES);
+    // discv5 learns its address from its own PONG votes (the crate re-signs the record).
+    if let (Some(v4), true) = (&discovery.v4, learns_from_pongs(config, local)) {
+        v4.learn_endpoint(crate::nat::votes::DEFAULT_MIN_VOTES);
     }
 }
 
@@ -118,22 +132,14 @@ impl Server {
     pub(super) fn advertised(&self) -> Option<Advertised> {
         let a = (*lock(&self.inner.advertised))?;
         if a.external.is_none() && learns_from_pongs(&self.inner.config, self.inner.local_addr) {
-            if let Some(d) = lock(&self.inner.discovery).as_ref() {
-                return Some(Advertised {
-                    ip: d.local_enode().ip,
-                    ..a
-                });
+            if let Some(ip) = lock(&self.inner.discovery)
+                .as_ref()
+                .and_then(Discoveries::learned_ip)
+            {
+                return Some(Advertised { ip, ..a });
             }
         }
         Some(a)
-    }
-
-    /// Our node record as discovery hands it out (with the advertised address), while
-    /// discovery runs.
-    pub fn node_record(&self) -> Option<crate::record::NodeRecord> {
-        lock(&self.inner.discovery)
-            .as_ref()
-            .map(|d| d.local_record())
     }
 
     /// Follow the port mapper: each new external endpoint becomes the advertised one,

@@ -61,7 +61,12 @@ pub struct Discv5Config {
     pub query_peer_timeout: Duration,
     /// Longest a lookup runs.
     pub query_timeout: Duration,
-    /// Pause between the random lookups that keep the table filled; one runs at a time.
+    /// Pause after the first lookup. It doubles after each lookup up to
+    /// [`lookup_interval`](Self::lookup_interval), and starts over when the table has
+    /// emptied: a new node fills its table quickly, a settled one looks up rarely.
+    pub lookup_interval_start: Duration,
+    /// Longest pause between the random lookups that keep the table filled; one lookup
+    /// runs at a time.
     pub lookup_interval: Duration,
     /// How often table entries are pinged to check they are alive.
     pub ping_interval: Duration,
@@ -86,6 +91,7 @@ impl Discv5Config {
             request_timeout: Duration::from_secs(1),
             query_peer_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(30),
+            lookup_interval_start: Duration::from_secs(1),
             lookup_interval: Duration::from_secs(30),
             ping_interval: Duration::from_secs(300),
             session_cache_capacity: 1000,

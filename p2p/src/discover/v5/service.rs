@@ -8,9 +8,9 @@
 //!   `SessionEstablished` event means the crate finished a handshake with the node (it
 //!   holds its record's key) and checked that the record's UDP address is the one its
 //!   packets came from: that node becomes a candidate.
-//! - the **lookup task** looks up our own id once, then a random id every
-//!   [`Discv5Config::lookup_interval`], one lookup at a time and each cut off after
-//!   [`Discv5Config::query_timeout`]. After each lookup it also offers the table's
+//! - the **lookup task** looks up our own id once, then random ids, one lookup at a time,
+//!   each cut off after [`Discv5Config::query_timeout`]; the pause between lookups doubles
+//!   from [`Discv5Config::lookup_interval_start`] to [`Discv5Config::lookup_interval`]. After each lookup it also offers the table's
 //!   connected entries (in case an event was dropped) and re-adds the bootnodes when the
 //!   table has emptied.
 //!
@@ -224,6 +224,24 @@ impl Discv5 {
     /// Our enode URL, from our record: the announced IP, TCP port and discv5's UDP port.
     pub fn local_enode(&self) -> Result<Enode, Discv5Error> {
         Ok(self.local_record()?.to_enode()?)
+    }
+
+    /// Announces `ip` with `tcp_port` (0: none) and `udp_port` in our record (after a NAT
+    /// mapping, say); the crate re-signs it with the next sequence number for each entry
+    /// that changed, and peers learn it from our pings and pongs. Returns the record.
+    pub fn set_advertised(
+        &self,
+        ip: IpAddr,
+        tcp_port: u16,
+        udp_port: u16,
+    ) -> Result<NodeRecord, Discv5Error> {
+        self.shared.with_service(|s| {
+            s.update_local_enr_socket(SocketAddr::new(ip, udp_port), false);
+            if tcp_port != 0 {
+                s.update_local_enr_socket(SocketAddr::new(ip, tcp_port), true);
+            }
+        })?;
+        self.local_record()
     }
 
     /// The stream of newly verified nodes, each with its record. It can be taken once; the
@@ -524,10 +542,13 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<Event>) {
     debug!("discv5 event stream ended");
 }
 
-/// Looks up our own id, then a random id every lookup interval, one at a time.
+/// Looks up our own id, then random ids, one lookup at a time; the pause between them
+/// grows from the start interval to the lookup interval.
 async fn lookup_loop(shared: Arc<Shared>) {
-    let own = v5_node_id(&shared.id);
-    let mut target = own;
+    let start = shared.config.lookup_interval_start;
+    let max = shared.config.lookup_interval.max(start);
+    let mut pause = start;
+    let mut target = v5_node_id(&shared.id);
     loop {
         match shared.lookup(target).await {
             Ok(found) => trace!(found = found.len(), "discv5 lookup done"),
@@ -541,8 +562,10 @@ async fn lookup_loop(shared: Arc<Shared>) {
         if empty {
             // The crate drops nodes that stop answering, bootnodes included.
             shared.add_bootnodes();
+            pause = start;
         }
-        tokio::time::sleep(shared.config.lookup_interval).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(max);
         target = enr::NodeId::random();
     }
 }
@@ -557,7 +580,7 @@ mod tests {
         let mut c = Discv5Config::new(NodeKey::generate(), SocketAddr::new(ip.parse().unwrap(), 0));
         c.tcp_port = 30303;
         c.capabilities = vec![Capability::new("braid-test", 1)];
-        c.lookup_interval = Duration::from_millis(300);
+        c.lookup_interval_start = Duration::from_millis(300);
         c.request_timeout = Duration::from_millis(500);
         c
     }
@@ -571,11 +594,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn our_record_names_the_bound_socket_and_capabilities() {
-        let d = Discv5::start(config("127.0.0.61")).await.unwrap();
+        let d = Discv5::start(config("127.0.5.1")).await.unwrap();
         let record = d.local_record().unwrap();
         assert_eq!(record.node_id().unwrap(), d.local_id());
         assert_eq!(record.udp_addr(), Some(d.local_addr()));
-        assert_eq!(record.tcp_addr(), Some("127.0.0.61:30303".parse().unwrap()));
+        assert_eq!(record.tcp_addr(), Some("127.0.5.1:30303".parse().unwrap()));
         assert_eq!(
             record.capabilities().unwrap(),
             vec![Capability::new("braid-test", 1)]
@@ -585,8 +608,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_nodes_find_each_other_and_shutdown_ends_every_task() {
-        let a = Discv5::start(config("127.0.0.62")).await.unwrap();
-        let mut b_cfg = config("127.0.0.63");
+        let a = Discv5::start(config("127.0.5.2")).await.unwrap();
+        let mut b_cfg = config("127.0.5.3");
         b_cfg.bootnodes = vec![Bootnode::Record(a.local_record().unwrap())];
         let b = Discv5::start(b_cfg).await.unwrap();
         let mut a_candidates = a.candidates().unwrap();
@@ -599,7 +622,7 @@ mod tests {
             .expect("b's candidate")
             .unwrap();
         assert_eq!(at_b.node.id, a.local_id());
-        assert_eq!(at_b.tcp_addr(), Some("127.0.0.62:30303".parse().unwrap()));
+        assert_eq!(at_b.tcp_addr(), Some("127.0.5.2:30303".parse().unwrap()));
         let at_a = tokio::time::timeout(wait, a_candidates.recv())
             .await
             .expect("a's candidate")
@@ -613,6 +636,27 @@ mod tests {
         let record = at_a.record.expect("discv5 candidates carry the record");
         assert!(record.speaks_any(&[Capability::new("braid-test", 1)]));
         assert!(b.stats().sessions >= 1);
+
+        // A new advertised address is signed into the record with a higher seq, and
+        // what b fetches is the new record.
+        let before = a.local_record().unwrap();
+        let moved = a.set_advertised("127.0.5.2".parse().unwrap(), 30304, a.local_addr().port());
+        let moved = moved.unwrap();
+        assert!(moved.seq() > before.seq());
+        assert_eq!(moved.tcp_addr(), Some("127.0.5.2:30304".parse().unwrap()));
+        assert_eq!(moved.udp_addr(), before.udp_addr());
+        assert_eq!(
+            moved.capabilities().unwrap(),
+            before.capabilities().unwrap()
+        );
+        let unchanged = a
+            .set_advertised("127.0.5.2".parse().unwrap(), 30304, a.local_addr().port())
+            .unwrap();
+        assert_eq!(
+            unchanged.seq(),
+            moved.seq(),
+            "nothing changed, nothing re-signed"
+        );
 
         // Direct requests: ping and the record at distance 0.
         let a_record = a.local_record().unwrap();
