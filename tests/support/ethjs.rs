@@ -1,4 +1,6 @@
-//! Drives the @ethereumjs/devp2p interop peer (`tests/interop/ethjs/peer.mjs`) from Rust tests.
+//! Drives the @ethereumjs/devp2p interop peer (`tests/interop/ethjs/peer.mjs`) from Rust tests,
+//! and, through the same machinery, other Node.js harnesses under `tests/interop/` (the
+//! @chainsafe/discv5 node in `tests/interop/discv5/`).
 //!
 //! The JS peer prints one JSON event per line on stdout and reads one JSON command per line on
 //! stdin; see the header of `peer.mjs` for the protocol. This module installs its npm
@@ -13,7 +15,7 @@ use std::fs::{self, File};
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
@@ -43,12 +45,18 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Directory holding package.json, package-lock.json and peer.mjs.
 pub fn harness_dir() -> PathBuf {
+    harness_dir_for("ethjs")
+}
+
+/// Directory `tests/interop/<harness>` holding a Node.js harness (package.json,
+/// package-lock.json and its scripts).
+pub fn harness_dir_for(harness: &str) -> PathBuf {
     // Test binaries of the workspace's member crates (cli/) share this file: look in the
     // package's own directory first, then in the workspace root above it.
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = here.join("tests/interop/ethjs");
+    let dir = here.join("tests/interop").join(harness);
     match here.parent() {
-        Some(root) if !dir.exists() => root.join("tests/interop/ethjs"),
+        Some(root) if !dir.exists() => root.join("tests/interop").join(harness),
         _ => dir,
     }
 }
@@ -58,28 +66,42 @@ pub fn harness_dir() -> PathBuf {
 /// env `CI` is NOT set (caller skips with a loud eprintln), panics with a clear message when `CI`
 /// is set. Also panics when node exists but the install fails: that is a broken setup, not a skip.
 pub fn ensure_installed() -> Option<PathBuf> {
-    static INSTALLED: OnceLock<Option<PathBuf>> = OnceLock::new();
-    INSTALLED.get_or_init(install_once).clone()
+    ensure_installed_for("ethjs")
 }
 
-fn install_once() -> Option<PathBuf> {
+/// [`ensure_installed`] for the harness in `tests/interop/<harness>`.
+pub fn ensure_installed_for(harness: &str) -> Option<PathBuf> {
+    static INSTALLED: Mutex<Vec<(String, Option<PathBuf>)>> = Mutex::new(Vec::new());
+    // Held through the install: a second caller in this process waits and reuses the result.
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, dir)) = installed.iter().find(|(name, _)| name == harness) {
+        return dir.clone();
+    }
+    let dir = install_once(harness);
+    installed.push((harness.to_string(), dir.clone()));
+    dir
+}
+
+fn install_once(harness: &str) -> Option<PathBuf> {
     if let Err(why) = check_tools() {
         if std::env::var_os("CI").is_some() {
-            panic!("ethjs interop peer unavailable and CI is set: {why}");
+            panic!("{harness} interop peer unavailable and CI is set: {why}");
         }
-        eprintln!("!!! ethjs interop tests SKIPPED: {why} (install Node.js >= {MIN_NODE_MAJOR})");
+        eprintln!(
+            "!!! {harness} interop tests SKIPPED: {why} (install Node.js >= {MIN_NODE_MAJOR})"
+        );
         return None;
     }
-    let dir = harness_dir();
+    let dir = harness_dir_for(harness);
     let started = Instant::now();
     if let Err(why) = install_locked(&dir) {
         panic!(
-            "ethjs interop peer: npm ci in {} failed: {why}",
+            "{harness} interop peer: npm ci in {} failed: {why}",
             dir.display()
         );
     }
     eprintln!(
-        "ethjs interop peer ready in {} ({:.1?})",
+        "{harness} interop peer ready in {} ({:.1?})",
         dir.display(),
         started.elapsed()
     );
@@ -259,7 +281,18 @@ impl EthjsPeer {
     /// Spawns `node <script> <args>` from the harness directory (e.g. `dpt.mjs`, the
     /// discovery node), with the same JSON-lines protocol and lifetime as [`Self::spawn`].
     pub async fn spawn_script(script: &str, args: &[&str]) -> io::Result<EthjsPeer> {
-        let dir = tokio::task::spawn_blocking(ensure_installed)
+        Self::spawn_script_in("ethjs", script, args).await
+    }
+
+    /// Spawns `node <script> <args>` from `tests/interop/<harness>`, installing that
+    /// harness first if needed; the same protocol and lifetime as [`Self::spawn`].
+    pub async fn spawn_script_in(
+        harness: &str,
+        script: &str,
+        args: &[&str],
+    ) -> io::Result<EthjsPeer> {
+        let name = harness.to_string();
+        let dir = tokio::task::spawn_blocking(move || ensure_installed_for(&name))
             .await
             .map_err(io::Error::other)?
             .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "node/npm not available"))?;
