@@ -96,7 +96,9 @@ pub mod testkit;
 // What a protocol author and a node operator need, at the crate root; the modules above
 // hold the rest (the link's layers, for tools and conformance tests).
 pub use base::{Capability, DisconnectReason};
+pub use discover::Bootnode;
 pub use node::{Enode, NodeId, NodeKey};
 pub use peer::{CloseReason, Direction, Peer, PeerConfig, ProtoRw, ProtoWriter};
 pub use protocol::{InboundLimits, Msg, Protocol, ProtocolError, SharedCapability};
+pub use record::NodeRecord;
 pub use server::{Discovery, NodeInfo, PeerEvent, Server, ServerConfig, ServerError};
