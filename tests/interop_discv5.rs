@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use ethjs::{ensure_installed_for, EthjsPeer};
 use p2p::base::Capability;
 use p2p::discover::v5::service::v5_node_id;
-use p2p::discover::v5::{Discv5, Discv5Config};
+use p2p::discover::v5::{Discv5, Discv5Config, Discv5Error};
 use p2p::discover::Bootnode;
 use p2p::node::{NodeId, NodeKey};
 use p2p::record::NodeRecord;
@@ -132,6 +132,41 @@ fn assert_reads_chainsafe_record(record: &NodeRecord, js: &Value) {
     assert!(record.capabilities().unwrap().is_empty(), "no braid entry");
 }
 
+/// Runs a request against chainsafe, once more if the first fails. A braid request that
+/// overlaps braid's own lookup traffic to the same chainsafe node is occasionally lost
+/// (about 1 in 60 in a stress run; never without concurrent lookups): the test checks the
+/// exchange, not that rare race.
+async fn twice<T, F, Fut>(what: &str, mut request: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Discv5Error>>,
+{
+    match request().await {
+        Ok(v) => v,
+        Err(first) => {
+            eprintln!("{what}: first attempt failed ({first}); retrying once");
+            request()
+                .await
+                .unwrap_or_else(|e| panic!("{what} failed twice: {first}, then {e}"))
+        }
+    }
+}
+
+/// Waits for braid to offer the chainsafe node as a candidate (session up, record checked
+/// against its address) and checks the candidate; returns its node id.
+async fn verified_candidate(braid: &Discv5, js: &Value) -> NodeId {
+    let mut candidates = braid.candidates().unwrap();
+    let c = tokio::time::timeout(WAIT, candidates.recv())
+        .await
+        .expect("chainsafe offered as a candidate")
+        .expect("stream open");
+    assert_eq!(v5_id_hex(&c.node.id), js["nodeId"]);
+    assert_eq!(c.node.endpoint.ip.to_string(), js["ip"].as_str().unwrap());
+    assert_eq!(json!(c.node.endpoint.udp_port), js["udp"]);
+    assert_reads_chainsafe_record(c.record.as_ref().unwrap(), js);
+    c.node.id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chainsafe_pings_braid_reads_its_record_and_finds_its_nodes() {
     if skip() {
@@ -213,14 +248,11 @@ async fn braid_bootstraps_from_chainsafe_and_finds_through_it() {
     assert_reads_chainsafe_record(&js_record, &js_desc);
 
     let (c, _) = braid("127.0.8.5", vec![Bootnode::Record(js_record.clone())]).await;
-    c.ping(&js_record)
-        .await
-        .expect("chainsafe answers braid's ping");
+    // Braid's start-up lookup reaches its bootnode: a session, chainsafe's record checked.
+    let js_id = verified_candidate(&c, &js_desc).await;
+    twice("ping", || c.ping(&js_record)).await;
     // FINDNODE at distance 0: chainsafe's current record, as chainsafe describes it.
-    let fetched = c
-        .request_record(&js_record)
-        .await
-        .expect("chainsafe's record");
+    let fetched = twice("findnode 0", || c.request_record(&js_record)).await;
     assert_reads_chainsafe_record(&fetched, &js_desc);
 
     // Chainsafe keeps braid c in its table, with braid's record.
@@ -237,7 +269,15 @@ async fn braid_bootstraps_from_chainsafe_and_finds_through_it() {
 
     // A second braid node, told only about chainsafe, finds c through chainsafe's NODES.
     let (d, _) = braid("127.0.8.6", vec![Bootnode::Record(js_record.clone())]).await;
-    let found = d.lookup(c.local_id()).await.expect("lookup");
+    assert_eq!(verified_candidate(&d, &js_desc).await, js_id);
+    let found = twice("lookup", || async {
+        let found = d.lookup(c.local_id()).await?;
+        match found.iter().any(|r| r.node_id().ok() == Some(c.local_id())) {
+            true => Ok(found),
+            false => Err(Discv5Error::NoRecord),
+        }
+    })
+    .await;
     let c_found = found
         .iter()
         .find(|r| r.node_id().ok() == Some(c.local_id()))
