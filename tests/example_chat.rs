@@ -157,6 +157,55 @@ async fn nodes_given_one_bootnode_find_each_other() {
     }
 }
 
+/// The same with discovery v5: the bootnode prints its signed record, the others start
+/// from it and find each other.
+#[tokio::test]
+async fn nodes_find_each_other_by_discovery_v5() {
+    let (mut a, _) = chat(&[
+        "--nick",
+        "alice",
+        "--listen",
+        "127.0.0.4:0",
+        "--discovery",
+        "v5",
+    ])
+    .await;
+    let line = a.expect_line("discovery: v5 on udp 127.0.0.4:", WAIT).await;
+    let record = line
+        .split("record: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no record in {line:?}"))
+        .to_string();
+    assert!(record.starts_with("enr:"), "{record}");
+    let boot = format!("--bootnodes={record}");
+    let v5 = ["--discovery", "v5"];
+    let (mut b, _) = chat(
+        &[
+            &["--nick", "bob", "--listen", "127.0.0.5:0", &boot][..],
+            &v5,
+        ]
+        .concat(),
+    )
+    .await;
+    let (mut c, _) = chat(
+        &[
+            &["--nick", "carol", "--listen", "127.0.0.6:0", &boot][..],
+            &v5,
+        ]
+        .concat(),
+    )
+    .await;
+    a.expect_lines(&["* bob joined", "* carol joined"]).await;
+    b.expect_lines(&["* alice joined", "* carol joined"]).await;
+    c.expect_lines(&["* alice joined", "* bob joined"]).await;
+    c.send_line("hello over v5").await;
+    a.expect_line("<carol> hello over v5", WAIT).await;
+    b.expect_line("<carol> hello over v5", WAIT).await;
+    for node in [a, b, c] {
+        node.send_line_and_quit().await;
+    }
+}
+
 #[tokio::test]
 async fn discovery_flags_are_checked() {
     let key = NodeKey::generate().id();

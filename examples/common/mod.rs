@@ -98,8 +98,12 @@ pub struct DiscoveryArgs {
     #[arg(long, value_name = "ENODE_OR_ENR", value_delimiter = ',', value_parser = bootnode)]
     pub bootnodes: Vec<Bootnode>,
     /// Run no node discovery: peers come only from --dial and from nodes that dial us.
-    #[arg(long, conflicts_with_all = ["bootnodes", "udp_port"])]
+    #[arg(long, conflicts_with_all = ["bootnodes", "udp_port", "discovery"])]
     pub no_discovery: bool,
+    /// Which discovery protocol: v4, v5 (needs `enr:` bootnodes) or both (v5 on the v4
+    /// UDP port + 1).
+    #[arg(long, value_enum, default_value = "v4")]
+    pub discovery: DiscoveryVersion,
     /// UDP port for discovery, on the listen address's IP (default: the TCP port; 0 picks
     /// a free one).
     #[arg(long, value_name = "PORT")]
@@ -110,6 +114,29 @@ pub struct DiscoveryArgs {
     pub nat: p2p::nat::Nat,
 }
 
+/// `--discovery`: the protocol versions a node runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[value(rename_all = "lowercase")]
+pub enum DiscoveryVersion {
+    /// Discovery v4 (devp2p's UDP protocol).
+    V4,
+    /// Discovery v5 (sigp's `discv5`).
+    V5,
+    /// Both, feeding one dial scheduler.
+    Both,
+}
+
+impl DiscoveryVersion {
+    /// The flag's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiscoveryVersion::V4 => "v4",
+            DiscoveryVersion::V5 => "v5",
+            DiscoveryVersion::Both => "both",
+        }
+    }
+}
+
 impl DiscoveryArgs {
     /// Put the flags into a server configuration.
     pub fn apply(&self, config: &mut ServerConfig) {
@@ -118,7 +145,11 @@ impl DiscoveryArgs {
             config.discovery = Discovery::Off;
             return;
         }
-        config.discovery = Discovery::V4;
+        config.discovery = match self.discovery {
+            DiscoveryVersion::V4 => Discovery::V4,
+            DiscoveryVersion::V5 => Discovery::V5,
+            DiscoveryVersion::Both => Discovery::Both,
+        };
         config.bootnodes = self.bootnodes.clone();
         config.udp_port = self.udp_port;
         // Peers that do not speak our protocol would be dropped as useless right after
@@ -129,12 +160,22 @@ impl DiscoveryArgs {
     /// One line saying how the node finds peers, printed at start.
     pub fn describe(&self, server: &Server) -> String {
         match server.enode() {
-            Some(enode) if !self.no_discovery => format!(
-                "discovery: v4 on udp {}:{}, {} bootnode(s)",
-                enode.ip,
-                enode.udp_port,
-                self.bootnodes.len()
-            ),
+            Some(enode) if !self.no_discovery => {
+                let mut line = format!(
+                    "discovery: {} on udp {}:{}, {} bootnode(s)",
+                    self.discovery.name(),
+                    enode.ip,
+                    enode.udp_port,
+                    self.bootnodes.len()
+                );
+                // discv5 starts only from signed records: print ours for the next node.
+                if self.discovery != DiscoveryVersion::V4 {
+                    if let Some(record) = server.node_record() {
+                        line.push_str(&format!("; record: {record}"));
+                    }
+                }
+                line
+            }
             _ => "discovery: off".into(),
         }
     }
