@@ -98,7 +98,8 @@ async fn start_node(
     discovery: Option<&DiscoveryArgs>,
 ) -> Result<(Server, ChatRoom, mpsc::Receiver<ChatEvent>), Box<dyn Error>> {
     let (room, events) = ChatRoom::new(nick);
-    let mut config = ServerConfig::new(key, Some(listen)).protocol(room.protocol());
+    let mut config = ServerConfig::new(key, Some(listen));
+    config.protocols.push(room.protocol());
     config.client_id = CLIENT_ID.into();
     if let Some(discovery) = discovery {
         discovery.apply(&mut config);

@@ -20,14 +20,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 let msg = rw.read().await?; // only greet/1's messages arrive here
                 let text: String = rlp::decode(&msg.payload)?;
-                let who = hex::encode(&peer.id().as_bytes()[..4]);
+                let who = peer.id().short();
                 let _ = heard.send(format!("{who} said {text:?}")).await;
             }
         }
     });
-    let node = |listen| ServerConfig::new(*NodeKey::generate().secret(), listen);
-    let a = Server::start(node(Some("127.0.0.1:0".parse()?)).protocol(greet.clone())).await?;
-    let b = Server::start(node(None).protocol(greet)).await?;
+    // A configuration is a plain struct: `new` gives the defaults, then set fields.
+    let node = |listen, greet| ServerConfig {
+        protocols: vec![greet],
+        ..ServerConfig::new(NodeKey::generate(), listen)
+    };
+    let a = Server::start(node(Some("127.0.0.1:0".parse()?), greet.clone())).await?;
+    let b = Server::start(node(None, greet)).await?;
     b.dial(&a.enode().ok_or("a is not listening")?).await?;
     for _ in 0..2 {
         let line = tokio::time::timeout(Duration::from_secs(5), lines.recv()).await?;

@@ -455,8 +455,10 @@ async fn start(
     discovery: Option<&common::DiscoveryArgs>,
 ) -> Result<(Server, Kv), Box<dyn Error>> {
     let kv = Kv::default();
-    let mut config =
-        ServerConfig::new(*NodeKey::generate().secret(), Some(listen)).protocol(kv.protocol());
+    let mut config = ServerConfig {
+        protocols: vec![kv.protocol()],
+        ..ServerConfig::new(NodeKey::generate(), Some(listen))
+    };
     if let Some(discovery) = discovery {
         discovery.apply(&mut config);
     }

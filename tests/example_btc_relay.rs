@@ -187,9 +187,12 @@ async fn native_inv_reaches_a_braid_node_two_hops_away_and_back() {
     };
     let peers = b_peers.clone();
     let btc = protocols::bitcoin::protocol(config, move |p| peers.lock().unwrap().push(p.clone()));
-    let b = Server::start(ServerConfig::new(*NodeKey::generate().secret(), None).protocol(btc))
-        .await
-        .expect("start B");
+    let b = Server::start(ServerConfig {
+        protocols: vec![btc],
+        ..ServerConfig::new(NodeKey::generate(), None)
+    })
+    .await
+    .expect("start B");
     b.dial(&r2_enode.parse::<Enode>().unwrap())
         .await
         .expect("B dials R2");

@@ -262,7 +262,10 @@ impl Example {
 async fn quit_tells_peers_client_quitting() {
     let (mut node, enode) = chat(&["--nick", "leaver"]).await;
     let (room, mut events) = ChatRoom::new("observer");
-    let config = ServerConfig::new(*NodeKey::generate().secret(), None).protocol(room.protocol());
+    let config = ServerConfig {
+        protocols: vec![room.protocol()],
+        ..ServerConfig::new(NodeKey::generate(), None)
+    };
     let server = Server::start(config).await.unwrap();
     let peer = server.dial(&enode.parse::<Enode>().unwrap()).await.unwrap();
     node.expect_line("* observer joined", WAIT).await;

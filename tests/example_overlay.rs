@@ -158,9 +158,12 @@ async fn hostile_writer_cannot_exceed_the_caps() {
         }
     });
     let key = secp256k1::SecretKey::new(&mut rand::thread_rng());
-    let server = Server::start(ServerConfig::new(key, None).protocol(hostile))
-        .await
-        .unwrap();
+    let server = Server::start(ServerConfig {
+        protocols: vec![hostile],
+        ..ServerConfig::new(key, None)
+    })
+    .await
+    .unwrap();
     server.dial(&a_enode).await.expect("dial the overlay");
 
     poll(&mut a, "get k0", "k0 = done (v2)").await;

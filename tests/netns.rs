@@ -366,7 +366,10 @@ async fn pmp_maps_the_port_and_the_inet_node_chats_through_it() {
 fn chat_config(listen: &str, nick: &str) -> (ServerConfig, ChatRoom) {
     let (room, _events) = ChatRoom::new(nick);
     let key = *NodeKey::generate().secret();
-    let cfg = ServerConfig::new(key, Some(listen.parse().unwrap())).protocol(room.protocol());
+    let cfg = ServerConfig {
+        protocols: vec![room.protocol()],
+        ..ServerConfig::new(key, Some(listen.parse().unwrap()))
+    };
     (cfg, room)
 }
 
@@ -594,11 +597,13 @@ async fn a_slow_lossy_link_still_handshakes_pings_and_delivers_every_line_once()
         cfg.peer.pong_timeout = Duration::from_secs(3);
     };
     let (room_x, _events_x) = ChatRoom::new("x");
-    let mut cfg_x = ServerConfig::new(
-        *NodeKey::generate().secret(),
-        Some("10.77.9.1:30700".parse().unwrap()),
-    )
-    .protocol(room_x.protocol());
+    let mut cfg_x = ServerConfig {
+        protocols: vec![room_x.protocol()],
+        ..ServerConfig::new(
+            NodeKey::generate(),
+            Some("10.77.9.1:30700".parse().unwrap()),
+        )
+    };
     fast_pings(&mut cfg_x);
     // Every dialer comes from y's one address.
     cfg_x.inbound_throttle = Duration::ZERO;
@@ -626,8 +631,10 @@ async fn a_slow_lossy_link_still_handshakes_pings_and_delivers_every_line_once()
 
     // A chat peer: every line arrives exactly once and in order.
     let (room_y, mut events_y) = ChatRoom::new("y");
-    let mut cfg_y =
-        ServerConfig::new(*NodeKey::generate().secret(), None).protocol(room_y.protocol());
+    let mut cfg_y = ServerConfig {
+        protocols: vec![room_y.protocol()],
+        ..ServerConfig::new(NodeKey::generate(), None)
+    };
     fast_pings(&mut cfg_y);
     let to = x_enode;
     let (server_y, peer) = y_rt

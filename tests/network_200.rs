@@ -49,7 +49,10 @@ fn addr(i: usize) -> SocketAddr {
 async fn start(i: usize, bootnodes: Vec<Bootnode>) -> Node {
     let (room, events) = ChatRoom::new(&format!("n{i}"));
     let key = secp256k1::SecretKey::new(&mut rand::thread_rng());
-    let mut cfg = ServerConfig::new(key, Some(addr(i))).protocol(room.protocol());
+    let mut cfg = ServerConfig {
+        protocols: vec![room.protocol()],
+        ..ServerConfig::new(key, Some(addr(i)))
+    };
     cfg.max_peers = MAX_PEERS;
     cfg.discovery = Discovery::V4;
     cfg.bootnodes = bootnodes;

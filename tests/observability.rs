@@ -34,9 +34,12 @@ fn greet() -> Protocol {
 
 async fn node(listen: bool) -> Server {
     let listen = listen.then(|| "127.0.0.1:0".parse().unwrap());
-    Server::start(ServerConfig::new(*NodeKey::generate().secret(), listen).protocol(greet()))
-        .await
-        .unwrap()
+    Server::start(ServerConfig {
+        protocols: vec![greet()],
+        ..ServerConfig::new(NodeKey::generate(), listen)
+    })
+    .await
+    .unwrap()
 }
 
 /// `curl -sS URL`, with its exit status and body.

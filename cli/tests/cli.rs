@@ -50,11 +50,10 @@ fn json_lines(out: &Output) -> Vec<Value> {
 /// A braid node running chat/1 that pings every second, so the idle case sees a ping soon.
 async fn braid_node() -> Server {
     let (room, _events) = ChatRoom::new("target");
-    let mut cfg = ServerConfig::new(
-        *NodeKey::generate().secret(),
-        Some("127.0.0.1:0".parse().unwrap()),
-    )
-    .protocol(room.protocol());
+    let mut cfg = ServerConfig {
+        protocols: vec![room.protocol()],
+        ..ServerConfig::new(NodeKey::generate(), Some("127.0.0.1:0".parse().unwrap()))
+    };
     cfg.peer.ping_interval = Duration::from_secs(1);
     // Keep the room alive as long as the server: its protocol closure holds what it needs.
     std::mem::forget(room);

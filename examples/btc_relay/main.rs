@@ -198,7 +198,8 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     // Every braid peer that shares the `btc` capability becomes an overlay bitcoin peer;
     // the listener reports it to the relay loop once its handshake is done.
     let btc = protocols::bitcoin::protocol(config(Side::Overlay), |_| {});
-    let mut server_config = ServerConfig::new(*key.secret(), Some(args.listen)).protocol(btc);
+    let mut server_config = ServerConfig::new(key, Some(args.listen));
+    server_config.protocols.push(btc);
     server_config.client_id = CLIENT_ID.into();
     server_config.nat = args.nat;
     let server = Server::start(server_config).await?;

@@ -46,7 +46,10 @@
 //!
 //! let node = |greet: Protocol| {
 //!     let key = SecretKey::new(&mut rand::thread_rng());
-//!     ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap())).protocol(greet)
+//!     ServerConfig {
+//!         protocols: vec![greet],
+//!         ..ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap()))
+//!     }
 //! };
 //! let a = Server::start(node(greet.clone())).await?;
 //! let b = Server::start(node(greet)).await?;

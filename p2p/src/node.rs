@@ -308,6 +308,12 @@ impl Drop for NodeKey {
     }
 }
 
+impl From<SecretKey> for NodeKey {
+    fn from(secret: SecretKey) -> Self {
+        NodeKey::from_secret(secret)
+    }
+}
+
 impl NodeKey {
     /// A fresh random key from the thread-local CSPRNG.
     pub fn generate() -> Self {

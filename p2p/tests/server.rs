@@ -170,7 +170,7 @@ async fn dialing_self_gets_connected_to_self() {
 async fn static_peer_is_redialed_after_it_restarts() {
     let key_b = SecretKey::new(&mut rand::thread_rng());
     let mut cfg_b = config();
-    cfg_b.key = key_b;
+    cfg_b.key = key_b.into();
     let b = start(cfg_b.clone()).await;
     let b_enode = b.enode().unwrap();
     let mut cfg_a = config();

@@ -15,7 +15,10 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let node = |room: &ChatRoom| {
 //!     let key = SecretKey::new(&mut rand::thread_rng());
-//!     ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap())).protocol(room.protocol())
+//!     ServerConfig {
+//!         protocols: vec![room.protocol()],
+//!         ..ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap()))
+//!     }
 //! };
 //! let (ann, _ann_events) = ChatRoom::new("ann");
 //! let (bob, mut bob_events) = ChatRoom::new("bob");

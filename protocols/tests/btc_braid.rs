@@ -56,7 +56,8 @@ impl Listener for Fetcher {
 async fn server(cfg: Config, peers: Arc<Mutex<Vec<Peer>>>) -> Server {
     let key = secp256k1::SecretKey::new(&mut rand::thread_rng());
     let proto = protocols::bitcoin::protocol(cfg, move |p| peers.lock().unwrap().push(p.clone()));
-    let sc = ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap())).protocol(proto);
+    let mut sc = ServerConfig::new(key, Some("127.0.0.1:0".parse().unwrap()));
+    sc.protocols.push(proto);
     Server::start(sc).await.expect("server start")
 }
 

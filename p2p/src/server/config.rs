@@ -3,20 +3,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secp256k1::SecretKey;
-
 use super::limits::IpNet;
 use crate::discover::Bootnode;
 use crate::nat::Nat;
-use crate::node::{Enode, NodeId};
+use crate::node::{Enode, NodeId, NodeKey};
 use crate::peer::PeerConfig;
 use crate::protocol::Protocol;
 
 /// Everything a [`super::Server`] needs.
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// The node key (identity).
-    pub key: SecretKey,
+    /// The node key (identity); wiped from memory when the configuration is dropped.
+    pub key: NodeKey,
     /// Where to listen; `None` for a dial-only node.
     pub listen_addr: Option<SocketAddr>,
     /// Client id sent in Hello.
@@ -129,10 +127,12 @@ impl Discovery {
 }
 
 impl ServerConfig {
-    /// A configuration with defaults, listening on `listen_addr`.
-    pub fn new(key: SecretKey, listen_addr: Option<SocketAddr>) -> Self {
+    /// A configuration with defaults, listening on `listen_addr` (`None`: dial only).
+    /// `key` is a [`NodeKey`] or a bare `SecretKey`. Every other setting is a public field:
+    /// set it on the value this returns.
+    pub fn new(key: impl Into<NodeKey>, listen_addr: Option<SocketAddr>) -> Self {
         ServerConfig {
-            key,
+            key: key.into(),
             listen_addr,
             client_id: format!("braid/v{}", env!("CARGO_PKG_VERSION")),
             protocols: Vec::new(),
@@ -165,12 +165,6 @@ impl ServerConfig {
             nat: Nat::None,
             nat_lease: crate::nat::DEFAULT_LEASE,
         }
-    }
-
-    /// Add a protocol.
-    pub fn protocol(mut self, p: Protocol) -> Self {
-        self.protocols.push(p);
-        self
     }
 
     /// Slots for outbound connections.

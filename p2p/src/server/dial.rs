@@ -109,7 +109,8 @@ impl Server {
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn::initiate(stream, &cfg.key, &enode.id, cfg.handshake_timeout).await?;
+        let conn =
+            Conn::initiate(stream, cfg.key.secret(), &enode.id, cfg.handshake_timeout).await?;
         self.setup(conn, Some(addr), Direction::Outbound).await
     }
 }

@@ -24,7 +24,7 @@ use crate::discover::v4::service::Discv4Stats;
 use crate::discover::v4::{Discv4, Discv4Config};
 use crate::discover::v5::{Discv5, Discv5Config, Discv5Error, Discv5Stats};
 use crate::discover::{Bootnode, Candidate, Candidates};
-use crate::node::{Enode, NodeKey};
+use crate::node::Enode;
 use crate::peer::Direction;
 use futures::StreamExt;
 
@@ -193,7 +193,7 @@ pub(super) async fn start_discovery(
     let Some(tcp) = local_addr else {
         return Ok(Discoveries::default());
     };
-    let key = NodeKey::from_secret(config.key);
+    let key = config.key.clone();
     let v4_port = config.udp_port.unwrap_or(tcp.port());
     let mut running = Discoveries::default();
     if config.discovery.v4() {

@@ -54,7 +54,7 @@ impl Server {
                     // Shutdown does not wait out a handshake in progress.
                     let accepted = tokio::select! {
                         _ = s.inner.shutdown.cancelled() => return,
-                        r = Conn::accept(stream, &cfg.key, cfg.handshake_timeout) => r,
+                        r = Conn::accept(stream, cfg.key.secret(), cfg.handshake_timeout) => r,
                     };
                     let conn = match accepted {
                         Ok(conn) => conn,

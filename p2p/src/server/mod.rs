@@ -132,7 +132,7 @@ impl Server {
             let (tx, _) = broadcast::channel(config.event_capacity.max(1));
             tx
         });
-        let id = NodeId::from_secret(&config.key);
+        let id = config.key.id();
         let limits = Limits {
             max_peers: config.max_peers,
             max_inbound: config.max_inbound(),

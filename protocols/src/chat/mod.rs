@@ -10,7 +10,8 @@
 //! use p2p::server::{Server, ServerConfig};
 //! let (room, mut lines) = ChatRoom::new("ann");
 //! let key = secp256k1::SecretKey::new(&mut rand::thread_rng());
-//! let config = ServerConfig::new(key, Some("127.0.0.1:0".parse()?)).protocol(room.protocol());
+//! let mut config = ServerConfig::new(key, Some("127.0.0.1:0".parse()?));
+//! config.protocols.push(room.protocol());
 //! let server = Server::start(config).await?;
 //! room.say("hello");
 //! while let Some(event) = lines.recv().await {
