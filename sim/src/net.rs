@@ -339,7 +339,7 @@ impl Net {
         // otherwise draw a delay per message from one RNG, in the order messages are sent;
         // a crash drops the host's tasks (and so sends its FINs) in an order tokio does
         // not promise to repeat, and every later delay would shift with it.
-        let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6c61_7465_6e63_79);
+        let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x006c_6174_656e_6379);
         let spread = (cfg.max_latency - cfg.min_latency).as_micros() as u64;
         for a in 0..shared.hosts {
             for b in a + 1..shared.hosts {
