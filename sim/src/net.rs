@@ -9,9 +9,9 @@
 //! (a crash takes them all); the wiring never links two nodes of one host, so every link
 //! crosses the simulated network and has its latency.
 //!
-//! The graph is wired with static peers: node `i` keeps links to up to
-//! `static_per_node` distinct earlier nodes (on other hosts) chosen by the seeded RNG, so
-//! every node has a path to node 0 and the graph is connected. Each node records its peer
+//! The graph is wired with static peers ([`Wiring`]): node `i` keeps links to `k`
+//! distinct earlier nodes (on other hosts) chosen by the seeded RNG, or to node `i - 1`,
+//! so every node has a path to node 0 and the graph is connected. Each node records its peer
 //! events (and whatever its protocols report) into one shared [`trace`](crate::trace).
 //!
 //! The test drives the simulation from outside, one tick at a time, and may crash,
