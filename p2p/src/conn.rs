@@ -240,7 +240,9 @@ impl ConnReader {
             .await
             .map_err(FrameError::Io)?;
         self.opener.open_body(&mut body)?;
-        let received_at = Instant::now();
+        // tokio's clock, so that timing decisions taken from it (the ping bucket) follow a
+        // paused or simulated clock too; it is the wall clock under a normal runtime.
+        let received_at = tokio::time::Instant::now().into_std();
         body.truncate(size);
         let wire_size = size;
         let (code, data) = message::split_id(&body)?;

@@ -23,7 +23,8 @@ impl PingBucket {
             tokens: burst as f64,
             burst: burst as f64,
             per_sec: 1.0 / refill.as_secs_f64().max(1e-3),
-            last: Instant::now(),
+            // tokio's clock, as for `RawMessage::received_at` (see `take`).
+            last: tokio::time::Instant::now().into_std(),
         }
     }
 

@@ -1,8 +1,6 @@
 //! Dialing: one attempt ([`Server::dial`]) and static peers kept up with backoff.
 
-use std::time::Instant;
-
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
@@ -100,7 +98,8 @@ impl Server {
         let addr = enode.socket_addr();
         self.check_allowed(addr.ip())?;
         let cfg = &self.inner.config;
-        let stream = match tokio::time::timeout(cfg.dial_timeout, TcpStream::connect(addr)).await {
+        let connect = self.inner.transport.connect(addr);
+        let stream = match tokio::time::timeout(cfg.dial_timeout, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(ServerError::Connect { addr, source }),
             Err(_) => {
@@ -108,7 +107,6 @@ impl Server {
                 return Err(ServerError::Connect { addr, source });
             }
         };
-        let _ = stream.set_nodelay(true);
         let conn =
             Conn::initiate(stream, cfg.key.secret(), &enode.id, cfg.handshake_timeout).await?;
         self.setup(conn, Some(addr), Direction::Outbound).await

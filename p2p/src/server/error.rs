@@ -53,6 +53,11 @@ pub enum ServerError {
     /// Discovery v5 could not start.
     #[error("discovery v5: {0}")]
     Discovery5(#[from] crate::discover::v5::Discv5Error),
+    /// The configuration asks for a service that opens its own sockets on the host's
+    /// network (named here: discovery, NAT port mapping), but the server's transport is
+    /// another network.
+    #[error("{0} needs the host's network, and this server's transport is another one")]
+    HostNetworkOnly(&'static str),
 }
 
 impl ServerError {
@@ -73,6 +78,7 @@ impl ServerError {
             ServerError::Peer(_) => "useless_peer",
             ServerError::ShuttingDown => "shutting_down",
             ServerError::Discovery(_) | ServerError::Discovery5(_) => "discovery",
+            ServerError::HostNetworkOnly(_) => "host_network_only",
         }
     }
 

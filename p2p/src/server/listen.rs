@@ -1,9 +1,9 @@
 //! Listening: accept inbound connections within the pending-handshake bound, the
 //! allow-list and the per-source throttle.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::conn::Conn;
@@ -14,7 +14,7 @@ use super::{lock, Server};
 impl Server {
     /// Accept inbound connections until shutdown, each handshaken and set up in its own
     /// task.
-    pub(super) async fn accept_loop(self, listener: TcpListener) {
+    pub(super) async fn accept_loop(self, mut listener: Box<dyn super::Listener>) {
         loop {
             // Bound the handshakes in flight: wait for a slot before accepting more.
             let permit = tokio::select! {
@@ -40,11 +40,11 @@ impl Server {
                 debug!(%addr, error = %e, "refusing inbound connection");
                 continue;
             }
-            if !lock(&self.inner.throttle).admit(addr.ip(), Instant::now()) {
+            // tokio's clock (the wall clock unless a runtime pauses or simulates time).
+            if !lock(&self.inner.throttle).admit(addr.ip(), Instant::now().into_std()) {
                 debug!(%addr, "refusing inbound connection: throttled");
                 continue;
             }
-            let _ = stream.set_nodelay(true);
             let s = self.clone();
             let span = info_span!("inbound", %addr);
             self.spawn(

@@ -22,12 +22,12 @@ mod lifecycle;
 mod limits;
 mod listen;
 mod nat;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,7 @@ pub use events::{NodeInfo, PeerEvent};
 use limits::{InboundThrottle, SubnetCap};
 pub use limits::{IpNet, IpNetError};
 pub use nat::NAT_START_WAIT;
+pub use transport::{BoxedStream, ByteStream, Listener, TcpTransport, Transport};
 
 /// Sources the inbound throttle remembers at most (oldest forgotten first).
 const THROTTLE_CAPACITY: usize = 4096;
@@ -75,6 +76,8 @@ struct Inner {
     advertised: Mutex<Option<nat::Advertised>>,
     /// The NAT port mapper, while it runs; stopped by [`Server::shutdown`].
     nat: Mutex<Option<crate::nat::PortMapper>>,
+    /// The network the server listens and dials on.
+    transport: Arc<dyn Transport>,
 }
 
 /// A running node. Cheap to clone.
@@ -93,11 +96,27 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Bind the listener (if any), start accepting and dialing static peers.
+    /// Bind the listener (if any), start accepting and dialing static peers, over TCP.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        Server::start_with_transport(config, TcpTransport).await
+    }
+
+    /// [`Server::start`] over another network: listen and dial through `transport`.
+    ///
+    /// Discovery and NAT port mapping open sockets on the host's own network stack, so
+    /// with a transport that is not that stack ([`Transport::is_host_network`]) they must
+    /// be off ([`ServerError::HostNetworkOnly`] otherwise); `Nat::ExtIp` only names an
+    /// address and is allowed.
+    pub async fn start_with_transport(
+        config: ServerConfig,
+        transport: impl Transport,
+    ) -> Result<Server, ServerError> {
+        let transport: Arc<dyn Transport> = Arc::new(transport);
+        transport::check_host_services(&config, transport.as_ref())?;
         let listener = match config.listen_addr {
             Some(addr) => Some(
-                TcpListener::bind(addr)
+                transport
+                    .bind(addr)
                     .await
                     .map_err(|source| ServerError::Listen { addr, source })?,
             ),
@@ -166,6 +185,7 @@ impl Server {
             discovery: Mutex::new(discovery.running().then(|| discovery.clone())),
             advertised: Mutex::new(advertised),
             nat: Mutex::new(port_mapper),
+            transport,
             config,
         });
         let server = Server { inner };

@@ -22,7 +22,7 @@
 
 pub mod wire;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -98,7 +98,9 @@ struct Member {
 struct Inner {
     nick: String,
     seen: Mutex<Seen>,
-    members: Mutex<HashMap<NodeId, Member>>,
+    /// Ordered by node id, so a line is queued to the members in the same order on every
+    /// run (a deterministic simulation replays the same sends).
+    members: Mutex<BTreeMap<NodeId, Member>>,
     events: mpsc::Sender<ChatEvent>,
 }
 
@@ -124,7 +126,7 @@ impl ChatRoom {
                     set: HashSet::new(),
                     order: VecDeque::new(),
                 }),
-                members: Mutex::new(HashMap::new()),
+                members: Mutex::new(BTreeMap::new()),
                 events,
             }),
         };

@@ -1,0 +1,147 @@
+//! The network a server listens and dials on.
+//!
+//! Everything above the byte stream (the ECIES handshake, frames, peers, admission) is the
+//! same whatever carries the bytes, so the server reaches the network through one small
+//! seam: a [`Transport`] binds [`Listener`]s and connects, each yielding an ordered,
+//! reliable byte stream and the remote's address. [`TcpTransport`] (tokio's TCP) is what
+//! [`Server::start`](super::Server::start) uses;
+//! [`Server::start_with_transport`](super::Server::start_with_transport) takes any other,
+//! such as a simulated network that runs a thousand nodes in one process under a
+//! deterministic clock.
+//!
+//! The trait is object-safe (futures are boxed) so that the server and its configuration
+//! stay free of type parameters; a stream is boxed once per connection, which the link
+//! does anyway when it splits into reader and writer.
+//!
+//! Node discovery and NAT port mapping open their own sockets on the host's network
+//! stack; the server runs them only over a transport that says it is that stack
+//! ([`Transport::is_host_network`]), and refuses to start otherwise, so a simulated node
+//! never sends a real packet.
+
+use std::io;
+use std::net::SocketAddr;
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// An ordered, reliable, bidirectional byte stream: what a link runs on.
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// A byte stream of any transport.
+pub type BoxedStream = Box<dyn ByteStream>;
+
+/// Where a server listens and how it dials.
+pub trait Transport: Send + Sync + 'static {
+    /// Start listening on `addr` (port 0 picks a free one).
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Listener>>>;
+
+    /// Open a stream to `addr`. The server bounds the wait with its dial timeout.
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<BoxedStream>>;
+
+    /// Whether this transport is the host's own network stack, so that services which
+    /// open their own sockets beside it (discovery's UDP, NAT port mapping) reach the same
+    /// network. False unless a transport says otherwise.
+    fn is_host_network(&self) -> bool {
+        false
+    }
+}
+
+/// A bound listener of some [`Transport`].
+pub trait Listener: Send + 'static {
+    /// The address actually bound (with the port chosen when 0 was asked for).
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The next inbound stream and the address it came from.
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxedStream, SocketAddr)>>;
+}
+
+/// Refuse the services that open their own sockets on the host's network when the
+/// transport is another network: discovery's UDP and NAT port mapping.
+pub(super) fn check_host_services(
+    config: &super::ServerConfig,
+    transport: &dyn Transport,
+) -> Result<(), super::ServerError> {
+    if transport.is_host_network() {
+        return Ok(());
+    }
+    if config.discovery != super::Discovery::Off {
+        return Err(super::ServerError::HostNetworkOnly("discovery"));
+    }
+    if config.nat.maps_ports() {
+        return Err(super::ServerError::HostNetworkOnly("NAT port mapping"));
+    }
+    Ok(())
+}
+
+/// tokio's TCP on the host's network stack, with Nagle's algorithm off on every stream
+/// (a link writes whole frames and waits on small replies such as pongs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TcpTransport;
+
+impl Transport for TcpTransport {
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            Ok(Box::new(TcpListener(listener)) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<BoxedStream>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(stream) as BoxedStream)
+        })
+    }
+
+    fn is_host_network(&self) -> bool {
+        true
+    }
+}
+
+/// [`TcpTransport`]'s listener.
+struct TcpListener(tokio::net::TcpListener);
+
+impl Listener for TcpListener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxedStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, addr) = self.0.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Box::new(stream) as BoxedStream, addr))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn tcp_transport_carries_bytes_both_ways() {
+        let transport = TcpTransport;
+        let mut listener = transport
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let (dialed, accepted) = tokio::join!(transport.connect(addr), listener.accept());
+        let (mut dialed, mut accepted) = (dialed.unwrap(), accepted.unwrap());
+        assert!(accepted.1.ip().is_loopback());
+        dialed.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        accepted.0.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        accepted.0.write_all(b"pong").await.unwrap();
+        dialed.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+        assert!(transport.is_host_network());
+    }
+}
