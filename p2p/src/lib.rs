@@ -7,7 +7,7 @@
 //! (bytes → frames → messages → protocols):
 //!
 //! ```text
-//! TcpStream
+//! TcpStream (or the byte stream of any server::Transport)
 //!   -> ecies      ECIES auth/ack handshake (EIP-8 and legacy)       -> Secrets
 //!   -> frame      AES-256-CTR + Keccak-256 MACs (FrameSealer/Opener) -> frame-data
 //!   -> message    message id + snappy (bounded decompression)       -> (code, payload)
@@ -18,6 +18,9 @@
 //!   -> peer       read loop, write-start token, ping/pong, budgets  -> Peer, ProtoRw
 //!   -> protocol   Protocol { name, version, length, run }
 //!   -> server     listen, dial, limits, static/trusted peers, events
+//!
+//! beside the server: discover (discv4, discv5), record (ENR), nat (port mapping);
+//! for tests: pipe (in-memory links), testkit; keccak picks the Keccak-256 backend
 //! ```
 //!
 //! # A protocol in a few lines
