@@ -105,9 +105,11 @@ pub enum Discovery {
     /// None: only static peers and explicit dials.
     #[default]
     Off,
-    /// Discovery v4 (UDP), with records fetched for capability filtering.
+    /// Discovery v4 (UDP), with records fetched for capability filtering. It runs on the
+    /// server's transport, simulated networks included.
     V4,
     /// Discovery v5 (UDP, sigp's `discv5`); every node it yields comes with its record.
+    /// The crate opens its own socket, so it runs only on the host's network.
     V5,
     /// Both, each on its own UDP port, feeding one dial scheduler (nodes found by both are
     /// offered once).

@@ -21,7 +21,7 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::base::Capability;
 use crate::discover::v4::service::Discv4Stats;
-use crate::discover::v4::{Discv4, Discv4Config};
+use crate::discover::v4::{DiscoveryError, Discv4, Discv4Config};
 use crate::discover::v5::{Discv5, Discv5Config, Discv5Error, Discv5Stats};
 use crate::discover::{Bootnode, Candidate, Candidates};
 use crate::node::Enode;
@@ -31,7 +31,13 @@ use futures::StreamExt;
 use super::config::Discovery;
 use super::dial_scheduler::{DialLimits, DialScheduler, DialTarget};
 use super::limits::{Netgroup, SubnetCap};
-use super::{lock, PeerEvent, Server, ServerConfig, ServerError};
+use super::{lock, PeerEvent, Server, ServerConfig, ServerError, Transport};
+
+/// Now on tokio's clock, which a simulated network (or a test with paused time) drives, so
+/// that lookup pacing and dial backoff follow the network's time.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// How often the scheduler looks for free slots even when nothing else happened (a peer
 /// dropped, a backoff expired).
@@ -165,11 +171,11 @@ impl Discoveries {
 /// The service itself once no one else holds it (waiting up to [`RELEASE_WAIT`]); `None`
 /// when another reference outlived the wait, in which case the last one dropped stops it.
 async fn release<T>(mut shared: Option<Arc<T>>) -> Option<T> {
-    let deadline = Instant::now() + RELEASE_WAIT;
+    let deadline = now() + RELEASE_WAIT;
     loop {
         match Arc::try_unwrap(shared?) {
             Ok(service) => return Some(service),
-            Err(still) if Instant::now() < deadline => {
+            Err(still) if now() < deadline => {
                 shared = Some(still);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -179,7 +185,9 @@ async fn release<T>(mut shared: Option<Arc<T>>) -> Option<T> {
 }
 
 /// Start discovery as configured: bound on the listen IP, advertising the bound TCP port
-/// and our protocols' capabilities. discv4's UDP port is `udp_port` or the TCP port;
+/// and our protocols' capabilities. discv4 runs on `transport`'s datagram socket and wall
+/// clock; discv5 opens its own socket on the host (the server refuses it over any other
+/// transport). discv4's UDP port is `udp_port` or the TCP port;
 /// discv5's is `udp_port_v5`, else the TCP port when it runs alone and discv4's port + 1
 /// beside discv4. Nothing runs when discovery is off or the node does not listen.
 ///
@@ -189,6 +197,7 @@ async fn release<T>(mut shared: Option<Arc<T>>) -> Option<T> {
 pub(super) async fn start_discovery(
     config: &ServerConfig,
     local_addr: Option<SocketAddr>,
+    transport: &dyn Transport,
 ) -> Result<Discoveries, ServerError> {
     let Some(tcp) = local_addr else {
         return Ok(Discoveries::default());
@@ -197,11 +206,17 @@ pub(super) async fn start_discovery(
     let v4_port = config.udp_port.unwrap_or(tcp.port());
     let mut running = Discoveries::default();
     if config.discovery.v4() {
-        let mut cfg = Discv4Config::new(key.clone(), SocketAddr::new(tcp.ip(), v4_port));
+        let bind = SocketAddr::new(tcp.ip(), v4_port);
+        let mut cfg = Discv4Config::new(key.clone(), bind);
         cfg.tcp_port = tcp.port();
         cfg.capabilities = capabilities(config);
         cfg.bootnodes = config.bootnodes.clone();
-        running.v4 = Some(Arc::new(Discv4::start(cfg).await?));
+        cfg.wall_clock = transport.wall_clock();
+        let socket = transport
+            .bind_udp(bind)
+            .await
+            .map_err(|source| DiscoveryError::Bind { addr: bind, source })?;
+        running.v4 = Some(Arc::new(Discv4::start_on(cfg, socket)?));
     }
     if config.discovery.v5() {
         let port = match (config.udp_port_v5, config.discovery) {
@@ -269,7 +284,7 @@ impl Server {
         let mut tick = tokio::time::interval(TICK);
         let stop = self.inner.shutdown.clone();
         let mut lookup: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-        let mut pace = LookupPace::new(Instant::now());
+        let mut pace = LookupPace::new(now());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -277,17 +292,17 @@ impl Server {
                     Some(c) => self.offer(&mut scheduler, c, &caps),
                     None => return,
                 },
-                Some((id, ok)) = done_rx.recv() => scheduler.dial_done(&id, ok, Instant::now()),
+                Some((id, ok)) = done_rx.recv() => scheduler.dial_done(&id, ok, now()),
                 _ = async { if let Some(l) = lookup.as_mut() { l.await } }, if lookup.is_some() => {
                     lookup = None;
                     let has_peers = lock(&self.inner.admission).peers().next().is_some();
-                    pace.done(Instant::now(), scheduler.known(), has_peers);
+                    pace.done(now(), scheduler.known(), has_peers);
                 }
                 _ = tick.tick() => {}
             }
             let (targets, free) = self.pick(&mut scheduler);
             let idle = scheduler.queued() == 0 && scheduler.in_flight() == 0;
-            if free > 0 && idle && lookup.is_none() && Instant::now() >= pace.next {
+            if free > 0 && idle && lookup.is_none() && now() >= pace.next {
                 pace.known_before = scheduler.known();
                 let d = discovery.clone();
                 let boot = self.inner.config.bootnodes.clone();
@@ -334,7 +349,7 @@ impl Server {
             id: c.node.id,
             addr,
         };
-        if scheduler.add_candidate(target, Instant::now()) {
+        if scheduler.add_candidate(target, now()) {
             let _ = self.inner.events.send(PeerEvent::Discovered {
                 id: c.node.id.to_string(),
                 addr,
@@ -360,7 +375,7 @@ impl Server {
             .filter_map(|p| p.remote_addr())
             .filter_map(|a| subnet.group(a.ip()))
             .collect();
-        let targets = scheduler.next_dials(Instant::now(), free, |id| admission.owns(id), groups);
+        let targets = scheduler.next_dials(now(), free, |id| admission.owns(id), groups);
         (targets, free)
     }
 }

@@ -54,8 +54,8 @@ pub enum ServerError {
     #[error("discovery v5: {0}")]
     Discovery5(#[from] crate::discover::v5::Discv5Error),
     /// The configuration asks for a service that opens its own sockets on the host's
-    /// network (named here: discovery, NAT port mapping), but the server's transport is
-    /// another network.
+    /// network (named here: discovery v5, NAT port mapping), but the server's transport
+    /// is another network.
     #[error("{0} needs the host's network, and this server's transport is another one")]
     HostNetworkOnly(&'static str),
 }

@@ -43,7 +43,7 @@ pub use events::{NodeInfo, PeerEvent};
 use limits::{InboundThrottle, SubnetCap};
 pub use limits::{IpNet, IpNetError};
 pub use nat::NAT_START_WAIT;
-pub use transport::{BoxedStream, ByteStream, Listener, TcpTransport, Transport};
+pub use transport::{BoxedStream, ByteStream, DatagramSocket, Listener, TcpTransport, Transport};
 
 /// Sources the inbound throttle remembers at most (oldest forgotten first).
 const THROTTLE_CAPACITY: usize = 4096;
@@ -103,7 +103,8 @@ impl Server {
 
     /// [`Server::start`] over another network: listen and dial through `transport`.
     ///
-    /// Discovery and NAT port mapping open sockets on the host's own network stack, so
+    /// Discovery v4 runs on the transport's datagram socket ([`Transport::bind_udp`]).
+    /// Discovery v5 and NAT port mapping open sockets on the host's own network stack, so
     /// with a transport that is not that stack ([`Transport::is_host_network`]) they must
     /// be off ([`ServerError::HostNetworkOnly`] otherwise); `Nat::ExtIp` only names an
     /// address and is allowed.
@@ -123,7 +124,7 @@ impl Server {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let discovery = discovery::start_discovery(&config, local_addr).await?;
+        let discovery = discovery::start_discovery(&config, local_addr, transport.as_ref()).await?;
         let udp_port = discovery.advertised_udp_port();
         let (advertised, port_mapper) = match local_addr {
             Some(local) => {

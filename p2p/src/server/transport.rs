@@ -13,13 +13,18 @@
 //! stay free of type parameters; a stream is boxed once per connection, which the link
 //! does anyway when it splits into reader and writer.
 //!
-//! Node discovery and NAT port mapping open their own sockets on the host's network
-//! stack; the server runs them only over a transport that says it is that stack
+//! Discovery v4 sends its datagrams through the same seam: [`Transport::bind_udp`] gives a
+//! [`DatagramSocket`] (tokio's UDP for [`TcpTransport`]), and the transport's
+//! [`Transport::wall_clock`] stamps its packets' expirations, so a simulated network with a
+//! clock of its own runs discv4 too. Discovery v5 (sigp's `discv5` crate, which opens and
+//! owns its socket) and NAT port mapping still open sockets on the host's network stack;
+//! the server runs them only over a transport that says it is that stack
 //! ([`Transport::is_host_network`]), and refuses to start otherwise, so a simulated node
 //! never sends a real packet.
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -40,11 +45,64 @@ pub trait Transport: Send + Sync + 'static {
     /// Open a stream to `addr`. The server bounds the wait with its dial timeout.
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<BoxedStream>>;
 
+    /// Bind a datagram socket on `addr` (port 0 picks a free one), for discovery v4.
+    /// A transport without datagrams keeps this default, which fails with
+    /// [`io::ErrorKind::Unsupported`].
+    fn bind_udp(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn DatagramSocket>>> {
+        let _ = addr;
+        Box::pin(async {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this transport carries no datagrams",
+            ))
+        })
+    }
+
+    /// The wall clock of this network's hosts, which discovery v4 stamps its packet
+    /// expirations and record sequence numbers with (and checks received expirations
+    /// against). The host's clock unless a transport simulates its own.
+    fn wall_clock(&self) -> fn() -> SystemTime {
+        SystemTime::now
+    }
+
     /// Whether this transport is the host's own network stack, so that services which
-    /// open their own sockets beside it (discovery's UDP, NAT port mapping) reach the same
-    /// network. False unless a transport says otherwise.
+    /// open their own sockets beside it (discovery v5's UDP, NAT port mapping) reach the
+    /// same network. False unless a transport says otherwise.
     fn is_host_network(&self) -> bool {
         false
+    }
+}
+
+/// A bound, unconnected datagram socket of some [`Transport`]: what discovery v4 sends and
+/// receives its packets on. Datagrams may be lost, reordered or duplicated; each arrives
+/// whole or not at all.
+pub trait DatagramSocket: Send + Sync + 'static {
+    /// The address actually bound (with the port chosen when 0 was asked for).
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Send one datagram to `to`; the number of bytes sent.
+    fn send_to<'a>(&'a self, buf: &'a [u8], to: SocketAddr) -> BoxFuture<'a, io::Result<usize>>;
+
+    /// The next datagram, copied into `buf` (cut to its length when longer), its length
+    /// and where it came from.
+    fn recv_from<'a>(&'a self, buf: &'a mut [u8])
+        -> BoxFuture<'a, io::Result<(usize, SocketAddr)>>;
+}
+
+impl DatagramSocket for tokio::net::UdpSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::UdpSocket::local_addr(self)
+    }
+
+    fn send_to<'a>(&'a self, buf: &'a [u8], to: SocketAddr) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(tokio::net::UdpSocket::send_to(self, buf, to))
+    }
+
+    fn recv_from<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> BoxFuture<'a, io::Result<(usize, SocketAddr)>> {
+        Box::pin(tokio::net::UdpSocket::recv_from(self, buf))
     }
 }
 
@@ -58,7 +116,7 @@ pub trait Listener: Send + 'static {
 }
 
 /// Refuse the services that open their own sockets on the host's network when the
-/// transport is another network: discovery's UDP and NAT port mapping.
+/// transport is another network: discovery v5's UDP and NAT port mapping.
 pub(super) fn check_host_services(
     config: &super::ServerConfig,
     transport: &dyn Transport,
@@ -66,8 +124,8 @@ pub(super) fn check_host_services(
     if transport.is_host_network() {
         return Ok(());
     }
-    if config.discovery != super::Discovery::Off {
-        return Err(super::ServerError::HostNetworkOnly("discovery"));
+    if config.discovery.v5() {
+        return Err(super::ServerError::HostNetworkOnly("discovery v5"));
     }
     if config.nat.maps_ports() {
         return Err(super::ServerError::HostNetworkOnly("NAT port mapping"));
@@ -93,6 +151,13 @@ impl Transport for TcpTransport {
             let stream = tokio::net::TcpStream::connect(addr).await?;
             let _ = stream.set_nodelay(true);
             Ok(Box::new(stream) as BoxedStream)
+        })
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn DatagramSocket>>> {
+        Box::pin(async move {
+            let socket = tokio::net::UdpSocket::bind(addr).await?;
+            Ok(Box::new(socket) as Box<dyn DatagramSocket>)
         })
     }
 
@@ -143,5 +208,21 @@ mod tests {
         dialed.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"pong");
         assert!(transport.is_host_network());
+    }
+
+    #[tokio::test]
+    async fn tcp_transport_binds_udp_on_the_host() {
+        let transport = TcpTransport;
+        let any = "127.0.0.1:0".parse().unwrap();
+        let (a, b) = (
+            transport.bind_udp(any).await.unwrap(),
+            transport.bind_udp(any).await.unwrap(),
+        );
+        let b_addr = b.local_addr().unwrap();
+        assert_ne!(b_addr.port(), 0);
+        assert_eq!(a.send_to(b"ping", b_addr).await.unwrap(), 4);
+        let mut buf = [0u8; 16];
+        let (len, from) = b.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..len], from), (&b"ping"[..], a.local_addr().unwrap()));
     }
 }

@@ -7,6 +7,12 @@
 //! looks up our own id, then looks up a random id every
 //! [`Discv4Config::refresh_interval`]).
 //!
+//! The socket is any [`DatagramSocket`]: [`Discv4::start`] binds tokio's UDP on the host,
+//! [`Discv4::start_on`] takes one from elsewhere (the server passes its transport's, which
+//! may be a simulated network). Timers, expiries and rate limits read tokio's clock, and
+//! packet expirations [`Discv4Config::wall_clock`], so the service runs unchanged under a
+//! simulated clock.
+//!
 //! Rules that keep the service from being abused:
 //! - **Endpoint proof.** A node has *bonded* with us when it answered one of our pings
 //!   from the address it claims (a `Pong` quoting our ping's hash, from the IP we pinged,
@@ -34,7 +40,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use enr::{CombinedKey, Enr};
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::net::UdpSocket;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn, Instrument};
@@ -49,6 +56,7 @@ use crate::base::Capability;
 use crate::discover::{Bootnode, Candidate, Candidates};
 use crate::node::{Enode, NodeId, NodeKey};
 use crate::record::{NodeRecord, RecordError, RecordSpec};
+use crate::server::DatagramSocket;
 
 /// How long an endpoint proof lasts.
 pub const BOND_EXPIRATION: Duration = Duration::from_secs(12 * 60 * 60);
@@ -144,6 +152,10 @@ pub struct Discv4Config {
     /// Whether to fetch each newly verified node's record (`ENRRequest`) before yielding
     /// it as a candidate.
     pub fetch_records: bool,
+    /// The wall clock packet expirations are stamped with and checked against, and the
+    /// record's first sequence number is read from: the host's, or a simulated network's
+    /// (see [`Transport::wall_clock`](crate::server::Transport::wall_clock)).
+    pub wall_clock: fn() -> SystemTime,
 }
 
 impl Discv4Config {
@@ -168,6 +180,7 @@ impl Discv4Config {
                 per_sec: 100.0,
             },
             fetch_records: true,
+            wall_clock: SystemTime::now,
         }
     }
 }
@@ -241,7 +254,7 @@ pub(super) struct State {
 pub(super) struct Inner {
     key: NodeKey,
     pub(super) id: NodeId,
-    socket: UdpSocket,
+    socket: Box<dyn DatagramSocket>,
     config: Discv4Config,
     pub(super) state: Mutex<State>,
     candidates_tx: mpsc::Sender<Candidate>,
@@ -250,6 +263,8 @@ pub(super) struct Inner {
     next_request: AtomicU64,
     /// Votes on our public IP from pongs, when learning it is on.
     votes: Mutex<Option<crate::nat::votes::EndpointVotes>>,
+    /// Draws the targets of random lookups.
+    lookup_targets: Mutex<StdRng>,
 }
 
 /// A running discv4 service. See the [module docs](self).
@@ -269,10 +284,18 @@ impl std::fmt::Debug for Discv4 {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Now on tokio's clock, which a simulation (or a test with paused time) drives; the
+/// host's monotonic clock otherwise.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The seed of a node's random lookup targets: derived from its secret key, so that they
+/// are unpredictable to others and a simulated network replays them from its seed.
+fn lookup_seed(key: &NodeKey) -> [u8; 32] {
+    let mut input = key.secret().secret_bytes().to_vec();
+    input.extend_from_slice(b"braid discv4 random lookup targets");
+    crate::keccak::keccak256(&input)
 }
 
 pub(super) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -324,14 +347,24 @@ fn decode_record(bytes: &[u8]) -> Result<NodeRecord, DiscoveryError> {
 }
 
 impl Discv4 {
-    /// Binds the socket, builds our record and starts the service's tasks.
+    /// Binds a UDP socket on the host at [`Discv4Config::bind`], builds our record and
+    /// starts the service's tasks.
     pub async fn start(config: Discv4Config) -> Result<Discv4, DiscoveryError> {
-        let socket = UdpSocket::bind(config.bind)
+        let socket = tokio::net::UdpSocket::bind(config.bind)
             .await
             .map_err(|source| DiscoveryError::Bind {
                 addr: config.bind,
                 source,
             })?;
+        Discv4::start_on(config, Box::new(socket))
+    }
+
+    /// Like [`Discv4::start`] on a socket bound elsewhere (a transport's); `config.bind`
+    /// only names it in errors.
+    pub fn start_on(
+        config: Discv4Config,
+        socket: Box<dyn DatagramSocket>,
+    ) -> Result<Discv4, DiscoveryError> {
         let local_addr = socket.local_addr().map_err(|source| DiscoveryError::Bind {
             addr: config.bind,
             source,
@@ -346,7 +379,7 @@ impl Discv4 {
         };
         // Milliseconds since the epoch: a restart with the same key still issues a newer
         // record than any it issued before.
-        let seq = SystemTime::now()
+        let seq = (config.wall_clock)()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
         let record = NodeRecord::build(&config.key, seq, &record_spec(&config, ip, &endpoint))?;
@@ -369,6 +402,7 @@ impl Discv4 {
             counters: Counters::default(),
             next_request: AtomicU64::new(0),
             votes: Mutex::new(None),
+            lookup_targets: Mutex::new(StdRng::from_seed(lookup_seed(&config.key))),
             config,
         });
         let span = tracing::info_span!("discv4", addr = %local_addr);
@@ -464,7 +498,7 @@ impl Discv4 {
 
     /// A lookup towards a random id, to discover nodes in general.
     pub async fn lookup_random(&self) -> Vec<Node> {
-        lookup(&self.inner, NodeKey::generate().id()).await
+        lookup(&self.inner, self.inner.random_target()).await
     }
 
     /// Pings `node` and, when it answers, adds it to the table as verified.
@@ -543,7 +577,7 @@ impl Inner {
     /// A pong from `reporter` said our ping came from `seen`: vote, and announce the
     /// address once enough reporters agree (when learning is on).
     fn endpoint_statement(&self, reporter: IpAddr, seen: IpAddr) {
-        let now = Instant::now();
+        let now = now();
         let predicted = {
             let mut votes = self.votes.lock().unwrap_or_else(|e| e.into_inner());
             let Some(votes) = votes.as_mut() else { return };
@@ -559,6 +593,22 @@ impl Inner {
             Ok(_) => debug!(%ip, "announcing the address other nodes see us at"),
             Err(e) => warn!(error = %e, "cannot announce the learned address"),
         }
+    }
+
+    /// Seconds since the Unix epoch on the configured wall clock.
+    fn unix_now(&self) -> u64 {
+        (self.config.wall_clock)()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// The target of a random lookup: the id of a key drawn from this node's stream.
+    fn random_target(&self) -> NodeId {
+        let mut rng = self
+            .lookup_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        NodeId::from_secret(&secp256k1::SecretKey::new(&mut *rng))
     }
 
     fn drop_packet(&self) {
@@ -586,7 +636,8 @@ impl Inner {
         if st.pending.len() >= self.config.max_pending {
             // Entries outlive their request only if its task was cancelled.
             let stale = self.config.request_timeout * 4;
-            st.pending.retain(|_, p| p.created.elapsed() < stale);
+            st.pending
+                .retain(|_, p| now().saturating_duration_since(p.created) < stale);
             if st.pending.len() >= self.config.max_pending {
                 return Err(DiscoveryError::TooManyPending);
             }
@@ -598,7 +649,7 @@ impl Inner {
                 id,
                 ip,
                 waiter,
-                created: Instant::now(),
+                created: now(),
             },
         );
         Ok(req)
@@ -609,7 +660,7 @@ impl Inner {
     }
 
     fn bond_mut<'a>(&self, st: &'a mut State, id: NodeId, ip: IpAddr) -> &'a mut Bond {
-        let now = Instant::now();
+        let now = now();
         if !st.bonds.contains_key(&id) && st.bonds.len() >= MAX_BONDS {
             if let Some(oldest) = st
                 .bonds
@@ -644,7 +695,7 @@ impl Inner {
         st.bonds.get(id).is_some_and(|b| {
             b.ip == ip
                 && b.pong_received
-                    .is_some_and(|t| t.elapsed() < BOND_EXPIRATION)
+                    .is_some_and(|t| now().saturating_duration_since(t) < BOND_EXPIRATION)
         })
     }
 
@@ -653,13 +704,13 @@ impl Inner {
         lock(&self.state).bonds.get(id).is_some_and(|b| {
             b.ip == ip
                 && b.ping_received
-                    .is_some_and(|t| t.elapsed() < BOND_EXPIRATION)
+                    .is_some_and(|t| now().saturating_duration_since(t) < BOND_EXPIRATION)
         })
     }
 
     fn allow(&self, ip: IpAddr) -> bool {
         let RateLimit { burst, per_sec } = self.config.rate_limit;
-        let now = Instant::now();
+        let now = now();
         let mut st = lock(&self.state);
         if !st.limiter.contains_key(&ip) && st.limiter.len() >= MAX_RATE_LIMITED_IPS {
             // Forget the sources whose buckets have refilled: they lose nothing.
@@ -686,7 +737,7 @@ impl Inner {
 
     /// Adds a node that proved its endpoint; a new entry becomes a candidate.
     pub(super) fn verified(self: &Arc<Self>, node: Node) {
-        let outcome = lock(&self.state).table.add_verified(node, Instant::now());
+        let outcome = lock(&self.state).table.add_verified(node, now());
         trace!(id = %node.id, ?outcome, "verified node");
         if outcome != AddOutcome::Added {
             return;
@@ -762,7 +813,7 @@ async fn ping(inner: &Arc<Inner>, node: Node) -> Result<Pong, DiscoveryError> {
         version: PING_VERSION,
         from: endpoint,
         to: node.endpoint,
-        expiration: expiration_at(unix_now()),
+        expiration: expiration_at(inner.unix_now()),
         enr_seq: Some(seq),
         rest: Vec::new(),
     });
@@ -792,8 +843,8 @@ async fn ensure_bond(inner: &Arc<Inner>, node: Node) -> Result<(), DiscoveryErro
         return Ok(());
     }
     ping(inner, node).await?;
-    let deadline = Instant::now() + inner.config.request_timeout;
-    while Instant::now() < deadline {
+    let deadline = now() + inner.config.request_timeout;
+    while now() < deadline {
         if inner.pinged_us(&node.id, node.endpoint.ip) {
             break;
         }
@@ -823,7 +874,7 @@ pub(super) async fn find_node(
     let guard = PendingGuard { inner, req };
     let msg = Message::FindNode(FindNode {
         target,
-        expiration: expiration_at(unix_now()),
+        expiration: expiration_at(inner.unix_now()),
         rest: Vec::new(),
     });
     inner.send(node_addr(&node), &msg).await?;
@@ -847,7 +898,7 @@ pub(super) async fn find_node(
 async fn enr_request(inner: &Arc<Inner>, node: Node) -> Result<NodeRecord, DiscoveryError> {
     ensure_bond(inner, node).await?;
     let msg = Message::EnrRequest(EnrRequest {
-        expiration: expiration_at(unix_now()),
+        expiration: expiration_at(inner.unix_now()),
         rest: Vec::new(),
     });
     let (bytes, hash) = packet::encode(&msg, inner.key.secret())?;
@@ -897,7 +948,7 @@ async fn receive_loop(inner: Arc<Inner>) {
                 continue;
             }
         };
-        if packet.sender == inner.id || packet.message.is_expired(unix_now()) {
+        if packet.sender == inner.id || packet.message.is_expired(inner.unix_now()) {
             trace!(%from, "own or expired packet dropped");
             inner.drop_packet();
             continue;
@@ -928,7 +979,7 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
                     tcp_port: req.from.tcp_port,
                 },
                 ping_hash: packet.hash,
-                expiration: expiration_at(unix_now()),
+                expiration: expiration_at(inner.unix_now()),
                 enr_seq: Some(seq),
                 rest: Vec::new(),
             });
@@ -937,7 +988,7 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
             }
             let (bonded, pinging) = {
                 let mut st = lock(&inner.state);
-                inner.bond_mut(&mut st, sender, ip).ping_received = Some(Instant::now());
+                inner.bond_mut(&mut st, sender, ip).ping_received = Some(now());
                 let pinging = st
                     .pending
                     .values()
@@ -971,7 +1022,7 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
                         _ => None,
                     });
                 if tx.is_some() {
-                    inner.bond_mut(&mut st, sender, ip).pong_received = Some(Instant::now());
+                    inner.bond_mut(&mut st, sender, ip).pong_received = Some(now());
                 }
                 tx
             };
@@ -1007,7 +1058,7 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
                 return;
             };
             trace!(%from, count = nodes.len(), "answering findnode");
-            let expiration = expiration_at(unix_now());
+            let expiration = expiration_at(inner.unix_now());
             for chunk in nodes.chunks(MAX_NEIGHBORS) {
                 let msg = Message::Neighbors(Neighbors {
                     nodes: chunk
@@ -1139,9 +1190,7 @@ async fn revalidate_loop(inner: Arc<Inner>) {
             .map(|e| e.node);
         let Some(node) = next else { continue };
         let alive = ping(&inner, node).await.is_ok();
-        let outcome = lock(&inner.state)
-            .table
-            .revalidated(&node.id, alive, Instant::now());
+        let outcome = lock(&inner.state).table.revalidated(&node.id, alive, now());
         if let Revalidation::Removed { replacement } = outcome {
             debug!(id = %node.id, ?replacement, "dead node replaced");
         }
@@ -1170,7 +1219,7 @@ async fn refresh_loop(inner: Arc<Inner>) {
     lookup(&inner, inner.id).await;
     loop {
         tokio::time::sleep(inner.config.refresh_interval).await;
-        lookup(&inner, NodeKey::generate().id()).await;
+        lookup(&inner, inner.random_target()).await;
     }
 }
 
