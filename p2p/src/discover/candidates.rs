@@ -81,7 +81,8 @@ impl Candidates {
     }
 
     fn poll_candidate(&mut self, cx: &mut Context<'_>) -> Poll<Option<Candidate>> {
-        let now = Instant::now();
+        // tokio's clock, which a simulated network drives.
+        let now = tokio::time::Instant::now().into_std();
         let mut i = 0;
         while i < self.sources.len() {
             let at = (self.next + i) % self.sources.len();

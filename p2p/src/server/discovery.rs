@@ -286,7 +286,11 @@ impl Server {
         let mut lookup: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         let mut pace = LookupPace::new(now());
         loop {
+            // In this order, whatever else is ready: the same inputs then take the same
+            // path (a simulation replays), and candidates that arrive as a lookup ends
+            // count for that lookup's pace.
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 c = candidates.recv() => match c {
                     Some(c) => self.offer(&mut scheduler, c, &caps),

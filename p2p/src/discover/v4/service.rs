@@ -1005,36 +1005,35 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
             }
         }
         Message::Pong(pong) => {
-            let matched = {
+            let waiting = {
                 let mut st = lock(&inner.state);
-                let req = st.pending.iter().find_map(|(req, p)| match &p.waiter {
-                    Waiter::Pong { hash, .. }
-                        if p.id == sender && p.ip == ip && *hash == pong.ping_hash =>
-                    {
-                        Some(*req)
+                let reqs = matching(&st.pending, |p| match &p.waiter {
+                    Waiter::Pong { hash, .. } => {
+                        p.id == sender && p.ip == ip && *hash == pong.ping_hash
                     }
-                    _ => None,
+                    _ => false,
                 });
-                let tx = req
-                    .and_then(|req| st.pending.remove(&req))
-                    .and_then(|p| match p.waiter {
+                let txs: Vec<_> = reqs
+                    .into_iter()
+                    .filter_map(|req| st.pending.remove(&req))
+                    .filter_map(|p| match p.waiter {
                         Waiter::Pong { tx, .. } => tx,
                         _ => None,
-                    });
-                if tx.is_some() {
+                    })
+                    .collect();
+                if !txs.is_empty() {
                     inner.bond_mut(&mut st, sender, ip).pong_received = Some(now());
                 }
-                tx
+                txs
             };
-            match matched {
-                Some(tx) => {
-                    inner.endpoint_statement(ip, pong.to.ip);
-                    let _ = tx.send(pong);
-                }
-                None => {
-                    trace!(%from, "unsolicited or forged pong dropped");
-                    inner.drop_packet();
-                }
+            if waiting.is_empty() {
+                trace!(%from, "unsolicited or forged pong dropped");
+                inner.drop_packet();
+                return;
+            }
+            inner.endpoint_statement(ip, pong.to.ip);
+            for tx in waiting {
+                let _ = tx.send(pong.clone());
             }
         }
         Message::FindNode(req) => {
@@ -1080,9 +1079,15 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
         Message::Neighbors(msg) => {
             let accepted = {
                 let mut st = lock(&inner.state);
-                let entry = st.pending.values_mut().find(|p| {
+                // With two requests to one node pending (two lookups at once), the answer
+                // goes to the older: the one it most likely answers, and the same one
+                // whatever order the map iterates in.
+                let oldest = matching(&st.pending, |p| {
                     p.id == sender && p.ip == ip && matches!(p.waiter, Waiter::Neighbors { .. })
-                });
+                })
+                .into_iter()
+                .next();
+                let entry = oldest.and_then(|req| st.pending.get_mut(&req));
                 match entry {
                     Some(Pending {
                         waiter:
@@ -1137,22 +1142,17 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
             }
         }
         Message::EnrResponse(resp) => {
-            let req = {
-                let st = lock(&inner.state);
-                st.pending.iter().find_map(|(req, p)| match &p.waiter {
-                    Waiter::Enr { hash, .. }
-                        if p.id == sender && p.ip == ip && *hash == resp.request_hash =>
-                    {
-                        Some(*req)
-                    }
-                    _ => None,
-                })
+            let is_request = |p: &Pending| match &p.waiter {
+                Waiter::Enr { hash, .. } => {
+                    p.id == sender && p.ip == ip && *hash == resp.request_hash
+                }
+                _ => false,
             };
-            let Some(req) = req else {
+            if matching(&lock(&inner.state).pending, is_request).is_empty() {
                 trace!(%from, "unsolicited enr response dropped");
                 inner.drop_packet();
                 return;
-            };
+            }
             // Verify outside the lock: signature checks are the expensive part.
             let record = match decode_record(&resp.enr) {
                 Ok(r) if r.node_id().ok() == Some(sender) => r,
@@ -1167,18 +1167,36 @@ async fn handle(inner: &Arc<Inner>, from: SocketAddr, packet: packet::Packet) {
                     return;
                 }
             };
-            let tx = lock(&inner.state)
-                .pending
-                .remove(&req)
-                .and_then(|p| match p.waiter {
-                    Waiter::Enr { tx, .. } => tx,
-                    _ => None,
-                });
-            if let Some(tx) = tx {
-                let _ = tx.send(record);
+            let waiting: Vec<_> = {
+                let mut st = lock(&inner.state);
+                matching(&st.pending, is_request)
+                    .into_iter()
+                    .filter_map(|req| st.pending.remove(&req))
+                    .filter_map(|p| match p.waiter {
+                        Waiter::Enr { tx, .. } => tx,
+                        _ => None,
+                    })
+                    .collect()
+            };
+            for tx in waiting {
+                let _ = tx.send(record.clone());
             }
         }
     }
+}
+
+/// The pending requests a reply answers, oldest first. Two identical requests (two pings
+/// of one node in the same second are the same bytes, so the same hash) get the one
+/// reply both; answering them in the order they were made keeps a simulated run
+/// replayable whatever order the map iterates in.
+fn matching(pending: &HashMap<u64, Pending>, answers: impl Fn(&Pending) -> bool) -> Vec<u64> {
+    let mut reqs: Vec<u64> = pending
+        .iter()
+        .filter(|(_, p)| answers(p))
+        .map(|(req, _)| *req)
+        .collect();
+    reqs.sort_unstable();
+    reqs
 }
 
 async fn revalidate_loop(inner: Arc<Inner>) {
