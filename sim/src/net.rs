@@ -11,8 +11,10 @@
 //!
 //! The graph is wired with static peers ([`Wiring`]): node `i` keeps links to `k`
 //! distinct earlier nodes (on other hosts) chosen by the seeded RNG, or to node `i - 1`,
-//! so every node has a path to node 0 and the graph is connected. Each node records its peer
-//! events (and whatever its protocols report) into one shared [`trace`](crate::trace).
+//! so every node has a path to node 0 and the graph is connected. Or it is not wired at
+//! all: every node runs discovery v4 over simulated UDP with node 0 as its bootnode and
+//! dials what it finds. Each node records its peer events (and whatever its protocols
+//! report) into one shared [`trace`](crate::trace).
 //!
 //! The test drives the simulation from outside, one tick at a time, and may crash,
 //! restart and partition hosts between ticks. turmoil's own duration limit bounds every
@@ -23,10 +25,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use p2p::discover::Bootnode;
 use p2p::node::{Enode, NodeId};
 use p2p::peer::Direction;
 use p2p::protocol::Protocol;
-use p2p::server::{PeerEvent, Server, ServerConfig};
+use p2p::server::{Discovery, PeerEvent, Server, ServerConfig};
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -64,14 +67,18 @@ pub struct NetConfig {
     pub tune: fn(&mut ServerConfig),
 }
 
-/// How the nodes are linked: each node keeps static links to some earlier nodes, so the
-/// graph is connected either way.
+/// How the nodes are linked: static links to some earlier nodes (the graph is connected
+/// either way), or whatever discovery finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wiring {
     /// Up to this many distinct earlier nodes on other hosts, chosen by the seeded RNG.
     Random(usize),
     /// Node `i` to node `i - 1` (one node per host): a line.
     Chain,
+    /// No static links: every node runs discovery v4 with node 0 as its bootnode and
+    /// fills its outbound slots with the nodes it discovers (on any host, its own
+    /// included), under no per-subnet cap (turmoil's addresses share a few /24s).
+    Discovery,
 }
 
 impl NetConfig {
@@ -125,6 +132,10 @@ pub struct NodeState {
     pub starts: u32,
     /// Peers connected now, by index.
     pub peers: BTreeSet<usize>,
+    /// Those of them it dialed.
+    pub outbound: BTreeSet<usize>,
+    /// How many peers its server dials at most (its outbound slots).
+    pub outbound_slots: usize,
     /// What was delivered to it, in order.
     pub delivered: Vec<String>,
     /// The chat room of its current run, when it runs chat.
@@ -134,6 +145,8 @@ pub struct NodeState {
 /// Keys, wiring and the trace, shared by the nodes and the test.
 pub struct Shared {
     hosts: usize,
+    wiring: Wiring,
+    transport: SimTransport,
     tune: fn(&mut ServerConfig),
     keys: Vec<SecretKey>,
     ids: Vec<NodeId>,
@@ -156,6 +169,7 @@ impl Shared {
         let hosts = cfg.hosts.clamp(1, cfg.nodes.max(1));
         let statics = (0..cfg.nodes)
             .map(|i| match cfg.wiring {
+                Wiring::Discovery => Vec::new(),
                 Wiring::Chain => i.checked_sub(1).into_iter().collect(),
                 Wiring::Random(k) => {
                     let others: Vec<usize> = (0..i).filter(|j| j % hosts != i % hosts).collect();
@@ -171,6 +185,8 @@ impl Shared {
             .collect();
         Shared {
             hosts,
+            wiring: cfg.wiring,
+            transport: SimTransport::default(),
             tune: cfg.tune,
             keys,
             ids,
@@ -199,6 +215,11 @@ impl Shared {
     /// The index of the node with this id.
     pub fn index(&self, id: &NodeId) -> Option<usize> {
         self.index_of.get(&id.to_string()).copied()
+    }
+
+    /// The datagrams every node has sent so far (discovery's).
+    pub fn datagrams(&self) -> &crate::transport::Datagrams {
+        self.transport.datagrams()
     }
 
     /// The earlier nodes node `i` keeps static links to.
@@ -259,13 +280,18 @@ impl Shared {
                 Event::Crashed => {
                     node.up = false;
                     node.peers.clear();
+                    node.outbound.clear();
                     node.chat = None;
                 }
-                Event::PeerAdded { peer, .. } => {
+                Event::PeerAdded { peer, inbound } => {
                     node.peers.insert(*peer);
+                    if !inbound {
+                        node.outbound.insert(*peer);
+                    }
                 }
                 Event::PeerDropped { peer, .. } => {
                     node.peers.remove(peer);
+                    node.outbound.remove(peer);
                 }
                 Event::Delivered { what, .. } => node.delivered.push(what.clone()),
                 Event::Lagged(_) => {}
@@ -290,6 +316,14 @@ impl Shared {
                 n.up && !n.peers.is_empty()
             })
             .count()
+    }
+
+    /// Whether every node is up with each of its outbound slots filled.
+    pub fn outbound_full(&self) -> bool {
+        (0..self.len()).all(|i| {
+            let n = self.node(i);
+            n.up && n.outbound.len() >= n.outbound_slots
+        })
     }
 
     /// Whether every node is up and each static link is up at both ends.
@@ -499,9 +533,17 @@ async fn run_node(ctx: NodeCtx, protocols: Protocols) -> Result<(), String> {
         cfg.inbound_throttle = Duration::ZERO;
     }
     cfg.static_peers = shared.statics[i].iter().map(|&j| shared.enode(j)).collect();
+    if shared.wiring == Wiring::Discovery {
+        cfg.discovery = Discovery::V4;
+        cfg.max_dialed_per_subnet = 0;
+        if i != 0 {
+            cfg.bootnodes = vec![Bootnode::Enode(shared.enode(0))];
+        }
+    }
     (shared.tune)(&mut cfg);
     cfg.protocols.extend(protocols(&ctx));
-    let server = Server::start_with_transport(cfg, SimTransport)
+    ctx.state().outbound_slots = cfg.max_dialed();
+    let server = Server::start_with_transport(cfg, shared.transport.clone())
         .await
         .map_err(|e| format!("node {i}: {e}"))?;
     let mut events = server.subscribe();
