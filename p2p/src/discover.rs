@@ -11,10 +11,12 @@
 //!
 //! - [`v4`] is discovery v4, our own code: the wire format and the Kademlia node table
 //!   (pure: no socket, no clock), and the UDP service ([`v4::Discv4`]) that drives them —
-//!   bonding, lookups, EIP-868 records, revalidation.
+//!   bonding, lookups, EIP-868 records, revalidation — on any
+//!   [`DatagramSocket`](crate::server::DatagramSocket), a simulated one included.
 //! - [`v5`] is discovery v5, sigp's `discv5` crate in a wrapper ([`v5::Discv5`]) that
 //!   gives it our record, bootnodes and bounded random lookups, and turns the nodes it
-//!   verifies into candidates.
+//!   verifies into candidates. The crate opens and owns its socket, so v5 runs on the
+//!   host's network only.
 //!
 //! [`bootnode`] holds the shared bootnode type, [`candidates`] the stream type.
 pub mod bootnode;

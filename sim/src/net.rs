@@ -6,8 +6,8 @@
 //! thousand nodes affordable, because turmoil 0.7 keeps a link for every pair of hosts
 //! and scans all of them for every host on every tick (its cost per tick grows with the
 //! cube of the host count). Nodes on one host share its address, its clock and its fate
-//! (a crash takes them all); the wiring never links two nodes of one host, so every link
-//! crosses the simulated network and has its latency.
+//! (a crash takes them all); static wiring never links two nodes of one host, so every link
+//! crosses the simulated network and has its latency (discovery may link them).
 //!
 //! The graph is wired with static peers ([`Wiring`]): node `i` keeps links to `k`
 //! distinct earlier nodes (on other hosts) chosen by the seeded RNG, or to node `i - 1`,
