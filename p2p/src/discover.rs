@@ -16,9 +16,9 @@
 //!   gives it our record, bootnodes and bounded random lookups, and turns the nodes it
 //!   verifies into candidates.
 //!
-//! [`bootnode`] holds the shared bootnode type, [`candidates`] the stream type.
-pub mod bootnode;
-pub mod candidates;
+//! [`Bootnode`] is the bootnode type both share, [`Candidates`] the stream type.
+mod bootnode;
+mod candidates;
 pub mod v4;
 pub mod v5;
 

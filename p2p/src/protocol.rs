@@ -107,7 +107,7 @@ impl Default for InboundLimits {
 }
 
 /// The boxed future a protocol's `run` returns.
-pub type RunFuture = Pin<Box<dyn Future<Output = Result<(), ProtocolError>> + Send>>;
+pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<(), ProtocolError>> + Send>>;
 type RunFn = dyn Fn(Peer, ProtoRw) -> RunFuture + Send + Sync;
 type NodeInfoFn = dyn Fn() -> serde_json::Value + Send + Sync;
 type PeerInfoFn = dyn Fn(&Peer) -> serde_json::Value + Send + Sync;

@@ -51,11 +51,11 @@ use crate::node::{Enode, NodeId, NodeKey};
 use crate::record::{NodeRecord, RecordError, RecordSpec};
 
 /// How long an endpoint proof lasts.
-pub const BOND_EXPIRATION: Duration = Duration::from_secs(12 * 60 * 60);
+pub(super) const BOND_EXPIRATION: Duration = Duration::from_secs(12 * 60 * 60);
 /// Nodes whose bonding state is remembered; the least recently touched is forgotten first.
-pub const MAX_BONDS: usize = 4096;
+pub(super) const MAX_BONDS: usize = 4096;
 /// Source IPs whose token buckets are remembered.
-pub const MAX_RATE_LIMITED_IPS: usize = 4096;
+pub(super) const MAX_RATE_LIMITED_IPS: usize = 4096;
 
 /// Why discovery failed to start or a request failed.
 #[derive(Debug, thiserror::Error)]
