@@ -1,6 +1,6 @@
 //! Subprotocols: the [`Protocol`] definition and the error type a protocol's `run`
-//! returns. Capability matching lives in [`crate::capability`] (re-exported here), below
-//! the peer that uses it.
+//! returns. Capability matching ([`match_capabilities`], [`SharedCapability`]) lives in the
+//! crate's `capability` module, below the peer that uses it, and is re-exported here.
 
 use std::future::Future;
 use std::pin::Pin;

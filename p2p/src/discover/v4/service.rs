@@ -252,7 +252,7 @@ pub(super) struct Inner {
     votes: Mutex<Option<crate::nat::votes::EndpointVotes>>,
 }
 
-/// A running discv4 service. See the [module docs](self).
+/// A running discv4 service. See the [module docs](super).
 pub struct Discv4 {
     inner: Arc<Inner>,
     candidates_rx: Mutex<Option<mpsc::Receiver<Candidate>>>,
