@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ethjs::{ensure_installed_for, EthjsPeer};
 use p2p::base::Capability;
-use p2p::discover::v5::service::v5_node_id;
+use p2p::discover::v5::v5_node_id;
 use p2p::discover::v5::{Discv5, Discv5Config, Discv5Error};
 use p2p::discover::Bootnode;
 use p2p::node::{NodeId, NodeKey};

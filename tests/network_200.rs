@@ -302,12 +302,11 @@ fn udp_per_node(nodes: &[Node]) -> String {
         .iter()
         .filter_map(|n| n.server.discv4_stats())
         .collect();
-    let avg = |f: fn(&p2p::discover::v4::service::Discv4Stats) -> u64| {
+    let avg = |f: fn(&p2p::discover::v4::Discv4Stats) -> u64| {
         stats.iter().map(f).sum::<u64>() as f64 / stats.len().max(1) as f64
     };
-    let max = |f: fn(&p2p::discover::v4::service::Discv4Stats) -> u64| {
-        stats.iter().map(f).max().unwrap_or(0)
-    };
+    let max =
+        |f: fn(&p2p::discover::v4::Discv4Stats) -> u64| stats.iter().map(f).max().unwrap_or(0);
     format!(
         "{:.0} ({}) / {:.0} ({})",
         avg(|s| s.sent),

@@ -1,6 +1,6 @@
 //! The node-wide memory budget: every byte held on a peer's behalf (its frame buffer, the
 //! decompressed payload being built, its protocols' inbound queues) is charged to that
-//! peer's [`Holder`] and to one [`MemoryBudget`] shared by the whole node.
+//! peer's `Holder` and to one [`MemoryBudget`] shared by the whole node.
 //!
 //! When a charge does not fit, the holder holding the most is evicted (its peer is
 //! disconnected); a claim that would make the claimant itself the largest holder is

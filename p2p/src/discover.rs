@@ -18,9 +18,9 @@
 //!   verifies into candidates. The crate opens and owns its socket, so v5 runs on the
 //!   host's network only.
 //!
-//! [`bootnode`] holds the shared bootnode type, [`candidates`] the stream type.
-pub mod bootnode;
-pub mod candidates;
+//! [`Bootnode`] is the bootnode type both share, [`Candidates`] the stream type.
+mod bootnode;
+mod candidates;
 pub mod v4;
 pub mod v5;
 

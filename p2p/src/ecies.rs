@@ -4,14 +4,14 @@
 //! Layout:
 //! - [`crypt`]: ECIES encrypt/decrypt (secp256k1, concat KDF, AES-128-CTR, HMAC-SHA256).
 //! - [`packets`]: auth/ack bodies (EIP-8 RLP and legacy fixed layout) and their sealing.
-//! - [`handshake`]: the sans-io state of each side ([`Initiator`], [`Recipient`]).
+//! - `handshake`: the sans-io state of each side ([`Initiator`], [`Recipient`]).
 //! - `secrets`: key derivation and MAC seeding.
 //! - `driver`: the async [`initiate`] / [`accept`] functions over any byte stream.
 
 pub mod crypt;
 mod driver;
 mod error;
-pub mod handshake;
+mod handshake;
 pub mod packets;
 mod secrets;
 

@@ -5,12 +5,12 @@
 //! the frame-data zero-padded to a multiple of 16 bytes.
 //!
 //! Each direction owns one AES-256-CTR keystream (key = aes-secret, IV = 0) that runs on across
-//! header and body, frame after frame, and one [`mac::RlpxMac`]. The egress half is
+//! header and body, frame after frame, and one running MAC (`mac::RlpxMac`). The egress half is
 //! [`FrameSealer`], the ingress half is [`FrameOpener`] (a `tokio_util` decoder).
 
 mod error;
 mod header;
-pub mod mac;
+mod mac;
 mod open;
 mod seal;
 

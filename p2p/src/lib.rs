@@ -77,11 +77,11 @@
 //! event stream); every wait has a deadline (handshake 5 s, Hello 5 s, read 30 s, write
 //! 20 s, pong 15 s).
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod base;
 pub mod budget;
-pub mod capability;
+mod capability;
 pub mod conn;
 pub mod discover;
 pub mod ecies;

@@ -4,12 +4,14 @@
 //! families with label sets, and a collector hook for values read at scrape time. Two
 //! kinds of metric live here:
 //! - events the server counts as they happen (dials and their failures, disconnects by
-//!   reason and side, handshake latency), in [`NodeMetrics`];
+//!   reason and side, handshake latency), in `NodeMetrics`;
 //! - state read when scraped (peers by direction, traffic per protocol and code, bytes
-//!   held in inbound queues and the node-wide memory budget), from a [`Snapshot`] the
+//!   held in inbound queues and the node-wide memory budget), from a `Snapshot` the
 //!   server supplies, so nothing on the message path touches a metric.
 //!
-//! Served as the Prometheus text format, version 0.0.4, on `GET /metrics`.
+//! Served as the Prometheus text format, version 0.0.4, on `GET /metrics`: a node exposes
+//! it through [`Server::metrics_text`](crate::Server::metrics_text) and
+//! [`Server::serve_metrics`](crate::Server::serve_metrics).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -30,7 +32,7 @@ use tracing::{debug, warn};
 use crate::base::DisconnectReason;
 use crate::peer::{Direction, ProtocolTraffic};
 
-/// The `Content-Type` of what [`NodeMetrics::encode`] produces.
+/// The `Content-Type` of what [`Server::metrics_text`](crate::Server::metrics_text) produces.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Longest a scraper may take to send its request.
@@ -40,19 +42,19 @@ const MAX_REQUEST: usize = 8 * 1024;
 
 /// Node state read at scrape time.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Peers that dialed us.
-    pub inbound_peers: usize,
+    pub(crate) inbound_peers: usize,
     /// Peers we dialed.
-    pub outbound_peers: usize,
+    pub(crate) outbound_peers: usize,
     /// Traffic per protocol and code over every peer the node has run.
-    pub traffic: Vec<ProtocolTraffic>,
+    pub(crate) traffic: Vec<ProtocolTraffic>,
     /// Bytes waiting in protocols' inbound queues, all peers.
-    pub queued_bytes: usize,
+    pub(crate) queued_bytes: usize,
     /// Bytes charged to the node-wide memory budget now.
-    pub budget_used: usize,
+    pub(crate) budget_used: usize,
     /// The node-wide memory budget.
-    pub budget_limit: usize,
+    pub(crate) budget_limit: usize,
 }
 
 type SnapshotFn = dyn Fn() -> Option<Snapshot> + Send + Sync;
@@ -81,7 +83,7 @@ struct TrafficLabels {
 }
 
 /// A node's metrics: the counters the server bumps, and the registry they are served from.
-pub struct NodeMetrics {
+pub(crate) struct NodeMetrics {
     registry: Registry,
     dials: Counter,
     dial_failures: Family<ReasonLabels, Counter>,
@@ -114,7 +116,7 @@ fn direction_name(d: Direction) -> &'static str {
 }
 
 /// A Prometheus-friendly name for a disconnect reason (`too_many_peers`).
-pub fn reason_label(reason: DisconnectReason) -> &'static str {
+pub(crate) fn reason_label(reason: DisconnectReason) -> &'static str {
     match reason {
         DisconnectReason::DisconnectRequested => "requested",
         DisconnectReason::TcpSubsystemError => "tcp_error",
@@ -218,7 +220,9 @@ impl prometheus_client::collector::Collector for StateCollector {
 impl NodeMetrics {
     /// Metrics whose state part is read from `snapshot` on every scrape; `snapshot`
     /// returns `None` once the node has gone.
-    pub fn new(snapshot: impl Fn() -> Option<Snapshot> + Send + Sync + 'static) -> NodeMetrics {
+    pub(crate) fn new(
+        snapshot: impl Fn() -> Option<Snapshot> + Send + Sync + 'static,
+    ) -> NodeMetrics {
         let mut registry = Registry::default();
         let dials = Counter::default();
         registry.register("braid_dials", "Outbound connection attempts", dials.clone());
@@ -258,13 +262,13 @@ impl NodeMetrics {
     }
 
     /// One outbound attempt started.
-    pub fn dial_started(&self) {
+    pub(crate) fn dial_started(&self) {
         self.dials.inc();
     }
 
     /// An outbound attempt failed, `reason` a short label such as `connect` or
     /// `too_many_peers`.
-    pub fn dial_failed(&self, reason: &str) {
+    pub(crate) fn dial_failed(&self, reason: &str) {
         self.dial_failures
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
@@ -273,7 +277,7 @@ impl NodeMetrics {
     }
 
     /// A peer ended with `reason`, sent by the remote or by us.
-    pub fn peer_ended(&self, reason: DisconnectReason, remote: bool) {
+    pub(crate) fn peer_ended(&self, reason: DisconnectReason, remote: bool) {
         self.disconnects
             .get_or_create(&DisconnectLabels {
                 reason: reason_label(reason).to_string(),
@@ -283,7 +287,7 @@ impl NodeMetrics {
     }
 
     /// A connection became a running peer after `took`.
-    pub fn handshake_done(&self, direction: Direction, took: Duration) {
+    pub(crate) fn handshake_done(&self, direction: Direction, took: Duration) {
         self.handshakes
             .get_or_create(&DirectionLabels {
                 direction: direction_name(direction),
@@ -292,7 +296,7 @@ impl NodeMetrics {
     }
 
     /// Everything, in the Prometheus text format (version 0.0.4).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         if let Err(e) =
             prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
@@ -306,7 +310,7 @@ impl NodeMetrics {
 
 /// Serves `GET /metrics` from `metrics` on `addr` until `stop`; returns the bound address.
 /// One request per connection, each bounded in size and time; anything else gets 404.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: Arc<dyn Fn() -> String + Send + Sync>,
     stop: CancellationToken,

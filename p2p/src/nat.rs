@@ -7,31 +7,32 @@
 //! multicast, to forward the ports; [`Nat::Pmp`] asks the default gateway by NAT-PMP
 //! (RFC 6886); [`Nat::Any`] tries UPnP, then NAT-PMP.
 //!
-//! A [`PortMapper`] maps the TCP (RLPx) port and the UDP (discovery) port, each asking for
+//! A port mapper maps the TCP (RLPx) port and the UDP (discovery) port, each asking for
 //! the same external port as the internal one, renews both before the lease ends, and
 //! removes them when it stops; it publishes the external endpoint it got. The server puts
 //! that endpoint into its enode, its node record and its discovery endpoint.
 //!
 //! Without a method, a node listening on every interface can still learn its public IP
-//! from discovery: [`votes`] tallies the address other nodes' pongs say our pings came
+//! from discovery: `votes` tallies the address other nodes' pongs say our pings came
 //! from, and discovery advertises it once enough of them agree.
 //!
-//! Modules: [`upnp`] and [`pmp`] (one gateway protocol each), [`interface`] (the local
-//! addresses a node may advertise, the default gateway), [`votes`] (the pong tally),
+//! Modules: `upnp` and `pmp` (one gateway protocol each), `interface` (the local
+//! addresses a node may advertise, the default gateway), `votes` (the pong tally),
 //! `mapper` (the renewal loop).
 
-pub mod interface;
+pub(crate) mod interface;
 mod mapper;
-pub mod pmp;
-pub mod upnp;
-pub mod votes;
+mod pmp;
+mod upnp;
+pub(crate) mod votes;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use mapper::{External, MappedPorts, PortMapper};
+pub use mapper::External;
+pub(crate) use mapper::{MappedPorts, PortMapper};
 
 /// How long a mapping is asked for (go-ethereum: 10 minutes); it is renewed at four
 /// fifths of what the gateway granted.
@@ -55,7 +56,7 @@ pub enum Nat {
 }
 
 impl Nat {
-    /// Whether this method maps ports on a gateway (and so needs a [`PortMapper`]).
+    /// Whether this method maps ports on a gateway (and so needs a port mapper).
     pub fn maps_ports(&self) -> bool {
         matches!(self, Nat::Upnp | Nat::Pmp(_) | Nat::Any)
     }
@@ -136,7 +137,7 @@ impl FromStr for Nat {
 
 /// The two transports a node maps: TCP for RLPx, UDP for discovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// RLPx.
     Tcp,
     /// Discovery.
@@ -154,7 +155,7 @@ impl fmt::Display for Transport {
 
 /// Why a gateway could not be found or would not map a port.
 #[derive(Debug, thiserror::Error)]
-pub enum NatError {
+pub(crate) enum NatError {
     /// No UPnP gateway answered the SSDP search.
     #[error("no UPnP gateway found: {0}")]
     NoUpnpGateway(String),
@@ -199,9 +200,9 @@ pub(crate) enum Gateway {
 /// A port mapping the gateway granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Granted {
-    pub external_port: u16,
+    pub(crate) external_port: u16,
     /// How long it lasts; `None` for a permanent one.
-    pub lease: Option<Duration>,
+    pub(crate) lease: Option<Duration>,
 }
 
 impl Gateway {

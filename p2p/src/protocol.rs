@@ -1,6 +1,6 @@
 //! Subprotocols: the [`Protocol`] definition and the error type a protocol's `run`
-//! returns. Capability matching lives in [`crate::capability`] (re-exported here), below
-//! the peer that uses it.
+//! returns. Capability matching ([`match_capabilities`], [`SharedCapability`]) lives in the
+//! crate's `capability` module, below the peer that uses it, and is re-exported here.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -107,7 +107,7 @@ impl Default for InboundLimits {
 }
 
 /// The boxed future a protocol's `run` returns.
-pub type RunFuture = Pin<Box<dyn Future<Output = Result<(), ProtocolError>> + Send>>;
+pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<(), ProtocolError>> + Send>>;
 type RunFn = dyn Fn(Peer, ProtoRw) -> RunFuture + Send + Sync;
 type NodeInfoFn = dyn Fn() -> serde_json::Value + Send + Sync;
 type PeerInfoFn = dyn Fn(&Peer) -> serde_json::Value + Send + Sync;

@@ -68,7 +68,7 @@ pub struct NodeRecord(Enr<CombinedKey>);
 
 /// The record-signing form of a node key. The 32 secret bytes are copied once into
 /// `enr`'s own key type and wiped from the stack right after.
-pub fn signing_key(key: &NodeKey) -> CombinedKey {
+pub(crate) fn signing_key(key: &NodeKey) -> CombinedKey {
     let mut bytes = key.secret().secret_bytes();
     let combined = CombinedKey::secp256k1_from_bytes(&mut bytes)
         .expect("a valid secp256k1 secret key is a valid k256 signing key");

@@ -15,7 +15,7 @@ use crate::frame::MAX_FRAME_SIZE;
 pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long we give a Disconnect message to leave before closing anyway.
-pub const DISCONNECT_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DISCONNECT_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Errors of the session (base protocol) layer.
 #[derive(Debug, thiserror::Error)]

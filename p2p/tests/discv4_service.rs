@@ -12,8 +12,8 @@ use p2p::discover::v4::packet::{
     self, Endpoint, EnrResponse, FindNode, Message, Neighbor, Neighbors, Packet, Ping, Pong,
     PING_VERSION,
 };
-use p2p::discover::v4::service::RateLimit;
 use p2p::discover::v4::table::TableConfig;
+use p2p::discover::v4::RateLimit;
 use p2p::discover::v4::{Bootnode, Discv4, Discv4Config};
 use p2p::node::{Enode, NodeKey};
 use p2p::record::{NodeRecord, RecordSpec};

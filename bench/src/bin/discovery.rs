@@ -30,7 +30,7 @@ use futures::StreamExt;
 use p2p::discover::v4::packet::{
     self, expiration_at, Endpoint, FindNode, Message, Ping, Pong, HEADER_SIZE, PING_VERSION,
 };
-use p2p::discover::v4::service::RateLimit;
+use p2p::discover::v4::RateLimit;
 use p2p::discover::v4::table::{Entry, Node, Table, TableConfig, BUCKET_SIZE};
 use p2p::discover::v4::{Bootnode, Discv4, Discv4Config};
 use p2p::node::{NodeId, NodeKey};

@@ -21,9 +21,9 @@ use crate::record::NodeRecord;
 /// How long a yielded node id suppresses the same node from any source. Past it a node
 /// found again is offered again, and the dial scheduler's backoff decides whether it is
 /// worth a dial; so a node that refused us once (full, say) is not forgotten for good.
-pub const DEDUP_WINDOW: Duration = Duration::from_secs(60);
+pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(60);
 /// Most node ids remembered for deduplication; the oldest are forgotten first.
-pub const DEDUP_CAPACITY: usize = 4096;
+pub(super) const DEDUP_CAPACITY: usize = 4096;
 
 /// A node that proved its endpoint, offered to a dialer.
 #[derive(Debug, Clone)]

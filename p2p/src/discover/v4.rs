@@ -12,17 +12,17 @@
 //!   packets, with EIP-8's forward-compatibility rules and hostile-input limits;
 //! - [`table`]: the node table — 256 buckets by log-distance, replacement lists,
 //!   per-subnet limits, revalidation bookkeeping and closest-node lookup;
-//! - [`service`]: the UDP service on top of both — socket I/O, request/reply matching,
+//! - `service`: the UDP service on top of both — socket I/O, request/reply matching,
 //!   endpoint proofs, table revalidation, iterative lookups, record fetches, and the
 //!   stream of candidate nodes ([`Discv4`]);
-//! - [`lookup`]: the iterative Kademlia lookup the service runs.
+//! - `lookup`: the iterative Kademlia lookup the service runs.
 //!
 //! `packet` and `table` are pure (no sockets; time is passed in by the caller).
-pub mod lookup;
+mod lookup;
 pub mod packet;
-pub mod service;
+mod service;
 pub mod table;
 
 pub use super::bootnode::Bootnode;
 pub use super::candidates::{Candidate, Candidates};
-pub use service::{DiscoveryError, Discv4, Discv4Config};
+pub use service::{DiscoveryError, Discv4, Discv4Config, Discv4Stats, RateLimit};

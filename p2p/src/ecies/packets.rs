@@ -314,7 +314,7 @@ pub fn open_eip8(our_key: &SecretKey, packet: &[u8]) -> Result<Vec<u8>, Handshak
 /// Whether `packet`'s first two bytes, read as an EIP-8 size prefix, match its
 /// length. A legacy packet starts with `R`'s 0x04, claiming 1024..=1279 bytes,
 /// so this tells the two formats apart for a packet of legacy length.
-pub fn eip8_prefix_matches(packet: &[u8]) -> bool {
+pub(crate) fn eip8_prefix_matches(packet: &[u8]) -> bool {
     match packet.split_first_chunk::<SIZE_PREFIX_LEN>() {
         Some((prefix, rest)) => usize::from(u16::from_be_bytes(*prefix)) == rest.len(),
         None => false,

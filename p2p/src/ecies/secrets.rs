@@ -39,16 +39,16 @@ impl std::fmt::Debug for Secrets {
 /// Everything the derivation needs, named so the two nonces cannot be swapped.
 pub(crate) struct SecretsInput<'a> {
     /// x(our ephemeral key · remote ephemeral public key); wiped when the input drops.
-    pub ephemeral_shared: Zeroizing<[u8; 32]>,
-    pub initiator_nonce: &'a [u8; 32],
-    pub recipient_nonce: &'a [u8; 32],
+    pub(crate) ephemeral_shared: Zeroizing<[u8; 32]>,
+    pub(crate) initiator_nonce: &'a [u8; 32],
+    pub(crate) recipient_nonce: &'a [u8; 32],
     /// True when we are the initiator.
-    pub we_initiated: bool,
+    pub(crate) we_initiated: bool,
     /// Our handshake packet exactly as sent.
-    pub sent: &'a [u8],
+    pub(crate) sent: &'a [u8],
     /// Their handshake packet exactly as received.
-    pub received: &'a [u8],
-    pub remote_id: NodeId,
+    pub(crate) received: &'a [u8],
+    pub(crate) remote_id: NodeId,
 }
 
 /// Every value this returns is derived key material, so it comes wiped-on-drop.

@@ -21,7 +21,7 @@ const MAC_LEN: usize = 16;
 /// state is remembered after each header/frame update: the next header update starts by taking
 /// the digest of that very state, so the cache saves one Keccak-f permutation per frame.
 #[derive(Clone)]
-pub struct RlpxMac {
+pub(super) struct RlpxMac {
     cipher: Aes256,
     hash: Keccak256,
     /// Digest of `hash` as it is now, if already computed; cleared by every absorb.
@@ -31,7 +31,7 @@ pub struct RlpxMac {
 impl RlpxMac {
     /// Starts a MAC from its mac-secret and the Keccak-256 state the handshake seeded
     /// (`keccak((mac-secret ^ nonce) ‖ packet)`).
-    pub fn new(mac_secret: &[u8; 32], state: Keccak256) -> Self {
+    pub(super) fn new(mac_secret: &[u8; 32], state: Keccak256) -> Self {
         Self {
             cipher: Aes256::new(mac_secret.into()),
             hash: state,
@@ -40,13 +40,13 @@ impl RlpxMac {
     }
 
     /// Absorbs raw bytes into the sponge.
-    pub fn update(&mut self, data: &[u8]) {
+    pub(super) fn update(&mut self, data: &[u8]) {
         self.hash.update(data);
         self.cached = None;
     }
 
     /// First 16 bytes of the Keccak-256 of everything absorbed so far; the state is not consumed.
-    pub fn digest(&self) -> [u8; MAC_LEN] {
+    pub(super) fn digest(&self) -> [u8; MAC_LEN] {
         match self.cached {
             Some(d) => d,
             None => self.compute_digest(),
@@ -54,7 +54,7 @@ impl RlpxMac {
     }
 
     /// Absorbs the header seed for `header_ct` and returns the header MAC.
-    pub fn update_header(&mut self, header_ct: &[u8; MAC_LEN]) -> [u8; MAC_LEN] {
+    pub(super) fn update_header(&mut self, header_ct: &[u8; MAC_LEN]) -> [u8; MAC_LEN] {
         let mut seed = self.digest();
         self.cipher.encrypt_block((&mut seed).into());
         xor_into(&mut seed, header_ct);
@@ -62,7 +62,7 @@ impl RlpxMac {
     }
 
     /// Absorbs the (padded) body ciphertext and the frame seed; returns the frame MAC.
-    pub fn update_body(&mut self, body_ct: &[u8]) -> [u8; MAC_LEN] {
+    pub(super) fn update_body(&mut self, body_ct: &[u8]) -> [u8; MAC_LEN] {
         self.update(body_ct);
         self.finish_body()
     }

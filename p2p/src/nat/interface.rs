@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Whether another node could dial `ip` at all (not unspecified, multicast or broadcast).
-pub fn is_dialable(ip: IpAddr) -> bool {
+pub(crate) fn is_dialable(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
         IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
@@ -55,7 +55,7 @@ fn is_unique_local_v6(ip: Ipv6Addr) -> bool {
 /// The best address to advertise among `candidates` for a listener on `listen_ip`
 /// (unspecified): public, then private, then link-local, then loopback, the listener's
 /// family first. `None` when there is none at all.
-pub fn pick_advertised(
+pub(crate) fn pick_advertised(
     listen_ip: IpAddr,
     candidates: impl IntoIterator<Item = IpAddr>,
 ) -> Option<IpAddr> {
@@ -69,7 +69,7 @@ pub fn pick_advertised(
 
 /// The address to advertise for a listener bound to `listen_ip`: the address itself when
 /// it is specific, else the best interface address ([`pick_advertised`]), else loopback.
-pub fn advertised_ip(listen_ip: IpAddr) -> IpAddr {
+pub(crate) fn advertised_ip(listen_ip: IpAddr) -> IpAddr {
     if !listen_ip.is_unspecified() {
         return listen_ip;
     }
@@ -87,7 +87,7 @@ pub fn advertised_ip(listen_ip: IpAddr) -> IpAddr {
 }
 
 /// The gateway of the default IPv4 route, from a Linux `/proc/net/route` table.
-pub fn parse_default_gateway(route_table: &str) -> Option<Ipv4Addr> {
+pub(crate) fn parse_default_gateway(route_table: &str) -> Option<Ipv4Addr> {
     // Columns: Iface Destination Gateway Flags ...; addresses are little-endian hex.
     const RTF_GATEWAY: u32 = 0x2;
     route_table.lines().skip(1).find_map(|line| {
@@ -101,7 +101,7 @@ pub fn parse_default_gateway(route_table: &str) -> Option<Ipv4Addr> {
 }
 
 /// This host's default IPv4 gateway (Linux only; `None` elsewhere or without one).
-pub fn default_gateway() -> Option<Ipv4Addr> {
+pub(crate) fn default_gateway() -> Option<Ipv4Addr> {
     let table = std::fs::read_to_string("/proc/net/route").ok()?;
     parse_default_gateway(&table)
 }

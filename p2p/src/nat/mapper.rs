@@ -34,17 +34,17 @@ pub struct External {
 
 /// The local ports to map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MappedPorts {
+pub(crate) struct MappedPorts {
     /// The RLPx listener's port.
-    pub tcp: u16,
+    pub(crate) tcp: u16,
     /// Discovery's UDP port, when discovery runs.
-    pub udp: Option<u16>,
+    pub(crate) udp: Option<u16>,
 }
 
 /// A running port-mapping loop. Dropping it stops the loop, which then deletes its
 /// mappings on its own; [`PortMapper::shutdown`] also waits for that.
 #[derive(Debug)]
-pub struct PortMapper {
+pub(crate) struct PortMapper {
     /// Rounds of discover-and-map finished, successful or not.
     rounds: watch::Receiver<u64>,
     external: watch::Receiver<Option<External>>,
@@ -55,7 +55,12 @@ pub struct PortMapper {
 impl PortMapper {
     /// Start mapping `ports` for a node listening on `listen_ip`, by `nat` (a method
     /// that [maps ports](Nat::maps_ports)), asking for leases of `lease`.
-    pub fn start(nat: Nat, listen_ip: IpAddr, ports: MappedPorts, lease: Duration) -> PortMapper {
+    pub(crate) fn start(
+        nat: Nat,
+        listen_ip: IpAddr,
+        ports: MappedPorts,
+        lease: Duration,
+    ) -> PortMapper {
         let (rounds_tx, rounds) = watch::channel(0u64);
         let (external_tx, external) = watch::channel(None);
         let stop = CancellationToken::new();
@@ -111,24 +116,24 @@ impl PortMapper {
 
     /// Wait (at most `timeout`) until the first round of discovery and mapping has
     /// finished; the external endpoint, if it succeeded.
-    pub async fn first_round(&self, timeout: Duration) -> Option<External> {
+    pub(crate) async fn first_round(&self, timeout: Duration) -> Option<External> {
         let mut rx = self.rounds.clone();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|n| *n > 0)).await;
         self.external()
     }
 
     /// The external endpoint, once a mapping is in place.
-    pub fn external(&self) -> Option<External> {
+    pub(crate) fn external(&self) -> Option<External> {
         *self.external.borrow()
     }
 
     /// A receiver that wakes on every change of the external endpoint.
-    pub fn subscribe(&self) -> watch::Receiver<Option<External>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<External>> {
         self.external.clone()
     }
 
     /// Stop renewing and delete the mappings (bounded in time).
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.stop.cancel();
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {

@@ -20,26 +20,21 @@ const TIMEOUTS: TimeoutConfig = TimeoutConfig {
 
 /// A NAT-PMP gateway.
 #[derive(Debug, Clone, Copy)]
-pub struct PmpGateway {
+pub(crate) struct PmpGateway {
     gateway: Ipv4Addr,
 }
 
 impl PmpGateway {
     /// The gateway at `gateway`, or the default route's gateway when `None`.
-    pub fn new(gateway: Option<Ipv4Addr>) -> Result<PmpGateway, NatError> {
+    pub(crate) fn new(gateway: Option<Ipv4Addr>) -> Result<PmpGateway, NatError> {
         let gateway = gateway
             .or_else(interface::default_gateway)
             .ok_or(NatError::NoDefaultGateway)?;
         Ok(PmpGateway { gateway })
     }
 
-    /// The gateway's address.
-    pub fn addr(&self) -> Ipv4Addr {
-        self.gateway
-    }
-
     /// The gateway's public address.
-    pub async fn external_ip(&self) -> Result<Ipv4Addr, NatError> {
+    pub(crate) async fn external_ip(&self) -> Result<Ipv4Addr, NatError> {
         natpmp::external_address(GatewayAddress::IpV4(self.gateway), Some(TIMEOUTS))
             .await
             .map_err(|e| pmp_error("external address", e))

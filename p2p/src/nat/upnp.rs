@@ -15,15 +15,15 @@ use igd_next::{AddPortError, PortMappingProtocol, SearchOptions};
 use super::{Granted, NatError, Transport};
 
 /// How long one SSDP search waits for a gateway's answer.
-pub const SEARCH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const SEARCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// SSDP searches before giving up (a lost multicast datagram is not retried by the crate).
-pub const SEARCH_ATTEMPTS: usize = 2;
+pub(super) const SEARCH_ATTEMPTS: usize = 2;
 /// Deadline of one SOAP request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A UPnP Internet Gateway Device and the LAN address it forwards to.
 #[derive(Debug, Clone)]
-pub struct UpnpGateway {
+pub(crate) struct UpnpGateway {
     gateway: Gateway<Tokio>,
     /// Our address as the gateway sees it (the target of every mapping).
     local_ip: IpAddr,
@@ -32,7 +32,7 @@ pub struct UpnpGateway {
 impl UpnpGateway {
     /// Search the LAN for a gateway. `listen_ip` is the address the node listens on; when
     /// it is unspecified, the interface facing the gateway is used.
-    pub async fn search(listen_ip: IpAddr) -> Result<UpnpGateway, NatError> {
+    pub(crate) async fn search(listen_ip: IpAddr) -> Result<UpnpGateway, NatError> {
         let bind_ip = match listen_ip {
             IpAddr::V4(v4) if !v4.is_unspecified() && !v4.is_loopback() => IpAddr::V4(v4),
             _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -69,13 +69,8 @@ impl UpnpGateway {
         Err(NatError::NoUpnpGateway(last))
     }
 
-    /// The gateway's control address.
-    pub fn addr(&self) -> SocketAddr {
-        self.gateway.addr
-    }
-
     /// The gateway's public address.
-    pub async fn external_ip(&self) -> Result<IpAddr, NatError> {
+    pub(crate) async fn external_ip(&self) -> Result<IpAddr, NatError> {
         timed("GetExternalIPAddress", self.gateway.get_external_ip())
             .await?
             .map_err(|e| upnp_error("GetExternalIPAddress", e))
@@ -153,7 +148,7 @@ fn protocol(transport: Transport) -> PortMappingProtocol {
 }
 
 /// What the router's mapping table shows for each mapping.
-pub fn description(transport: Transport) -> &'static str {
+pub(super) fn description(transport: Transport) -> &'static str {
     match transport {
         Transport::Tcp => "braid p2p",
         Transport::Udp => "braid discovery",

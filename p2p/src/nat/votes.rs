@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 use super::interface::is_dialable;
 
 /// Distinct reporters that must agree before an address is believed (go-ethereum's).
-pub const DEFAULT_MIN_VOTES: usize = 10;
+pub(crate) const DEFAULT_MIN_VOTES: usize = 10;
 /// How long a vote counts.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Reporters remembered at most; the oldest vote is forgotten first.
-pub const MAX_REPORTERS: usize = 256;
+pub(crate) const MAX_REPORTERS: usize = 256;
 
 /// Votes on our public IP, by reporter.
 #[derive(Debug, Clone)]
-pub struct EndpointVotes {
+pub(crate) struct EndpointVotes {
     min_votes: usize,
     window: Duration,
     votes: HashMap<IpAddr, (IpAddr, Instant)>,
@@ -30,7 +30,7 @@ pub struct EndpointVotes {
 impl EndpointVotes {
     /// A tally that believes an address once `min_votes` (at least 1) distinct reporters
     /// named it within `window`.
-    pub fn new(min_votes: usize, window: Duration) -> EndpointVotes {
+    pub(crate) fn new(min_votes: usize, window: Duration) -> EndpointVotes {
         EndpointVotes {
             min_votes: min_votes.max(1),
             window,
@@ -39,7 +39,7 @@ impl EndpointVotes {
     }
 
     /// `reporter` saw us at `seen`. Undialable addresses are ignored.
-    pub fn add(&mut self, reporter: IpAddr, seen: IpAddr, now: Instant) {
+    pub(crate) fn add(&mut self, reporter: IpAddr, seen: IpAddr, now: Instant) {
         if !is_dialable(seen) {
             return;
         }
@@ -58,7 +58,7 @@ impl EndpointVotes {
     }
 
     /// The address most reporters named, if at least `min_votes` did.
-    pub fn predict(&self, now: Instant) -> Option<IpAddr> {
+    pub(crate) fn predict(&self, now: Instant) -> Option<IpAddr> {
         let mut tally: HashMap<IpAddr, usize> = HashMap::new();
         for (seen, at) in self.votes.values() {
             if now.saturating_duration_since(*at) <= self.window {

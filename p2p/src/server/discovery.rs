@@ -20,8 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info_span, Instrument};
 
 use crate::base::Capability;
-use crate::discover::v4::service::Discv4Stats;
-use crate::discover::v4::{DiscoveryError, Discv4, Discv4Config};
+use crate::discover::v4::{DiscoveryError, Discv4, Discv4Config, Discv4Stats};
 use crate::discover::v5::{Discv5, Discv5Config, Discv5Error, Discv5Stats};
 use crate::discover::{Bootnode, Candidate, Candidates};
 use crate::node::Enode;

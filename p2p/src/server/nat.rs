@@ -19,17 +19,17 @@ pub const NAT_START_WAIT: std::time::Duration = std::time::Duration::from_secs(1
 /// What the node tells others to dial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Advertised {
-    pub ip: IpAddr,
-    pub tcp_port: u16,
-    pub udp_port: u16,
+    pub(super) ip: IpAddr,
+    pub(super) tcp_port: u16,
+    pub(super) udp_port: u16,
     /// Set when the address came from a NAT method (extip or a mapping).
-    pub external: Option<External>,
+    pub(super) external: Option<External>,
 }
 
 impl Advertised {
     /// Before any NAT method spoke: the listen address, or a routable interface address
     /// when listening on every interface.
-    pub fn local(local: SocketAddr, udp_port: Option<u16>) -> Advertised {
+    pub(super) fn local(local: SocketAddr, udp_port: Option<u16>) -> Advertised {
         Advertised {
             ip: interface::advertised_ip(local.ip()),
             tcp_port: local.port(),

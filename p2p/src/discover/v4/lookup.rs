@@ -18,9 +18,9 @@ use super::table::{keyspace_hash, Node, BUCKET_SIZE};
 use crate::node::NodeId;
 
 /// Lookup concurrency (Kademlia's alpha).
-pub const ALPHA: usize = 3;
+pub(super) const ALPHA: usize = 3;
 /// Most `FindNode` requests one lookup sends, whatever the answers say.
-pub const MAX_LOOKUP_QUERIES: usize = 64;
+pub(super) const MAX_LOOKUP_QUERIES: usize = 64;
 
 fn xor_distance(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
     std::array::from_fn(|i| a[i] ^ b[i])

@@ -59,11 +59,11 @@ use crate::record::{NodeRecord, RecordError, RecordSpec};
 use crate::server::DatagramSocket;
 
 /// How long an endpoint proof lasts.
-pub const BOND_EXPIRATION: Duration = Duration::from_secs(12 * 60 * 60);
+pub(super) const BOND_EXPIRATION: Duration = Duration::from_secs(12 * 60 * 60);
 /// Nodes whose bonding state is remembered; the least recently touched is forgotten first.
-pub const MAX_BONDS: usize = 4096;
+pub(super) const MAX_BONDS: usize = 4096;
 /// Source IPs whose token buckets are remembered.
-pub const MAX_RATE_LIMITED_IPS: usize = 4096;
+pub(super) const MAX_RATE_LIMITED_IPS: usize = 4096;
 
 /// Why discovery failed to start or a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +267,7 @@ pub(super) struct Inner {
     lookup_targets: Mutex<StdRng>,
 }
 
-/// A running discv4 service. See the [module docs](self).
+/// A running discv4 service. See the [module docs](super).
 pub struct Discv4 {
     inner: Arc<Inner>,
     candidates_rx: Mutex<Option<mpsc::Receiver<Candidate>>>,

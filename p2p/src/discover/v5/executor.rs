@@ -15,14 +15,14 @@ use tracing::{warn, Instrument, Span};
 
 /// A tokio spawner that remembers its tasks. Clones share the list.
 #[derive(Clone)]
-pub struct TrackedExecutor {
+pub(super) struct TrackedExecutor {
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     span: Span,
 }
 
 impl TrackedExecutor {
     /// An executor whose tasks run inside `span`.
-    pub fn new(span: Span) -> TrackedExecutor {
+    pub(super) fn new(span: Span) -> TrackedExecutor {
         TrackedExecutor {
             tasks: Arc::new(Mutex::new(Vec::new())),
             span,
@@ -30,7 +30,8 @@ impl TrackedExecutor {
     }
 
     /// Tasks started and not yet ended.
-    pub fn running(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> usize {
         let mut tasks = self.lock();
         tasks.retain(|t| !t.is_finished());
         tasks.len()
@@ -38,7 +39,7 @@ impl TrackedExecutor {
 
     /// Waits up to `grace` for every task to end, then aborts the rest and waits for them.
     /// Returns how many had to be aborted.
-    pub async fn join(&self, grace: Duration) -> usize {
+    pub(super) async fn join(&self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
         let mut aborted = 0;
         // A task may start another while ending, so drain until the list stays empty.

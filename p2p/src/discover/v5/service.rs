@@ -104,7 +104,7 @@ struct Shared {
     stats: Mutex<Discv5Stats>,
 }
 
-/// A running discv5 service. See the [module docs](self).
+/// A running discv5 service. See the [module docs](super).
 pub struct Discv5 {
     shared: Arc<Shared>,
     candidates_rx: Mutex<Option<mpsc::Receiver<Candidate>>>,
