@@ -18,6 +18,7 @@
 
 mod close;
 mod config;
+mod inbox;
 mod liveness;
 mod metrics;
 mod read_loop;
