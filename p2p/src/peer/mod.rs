@@ -18,6 +18,7 @@
 
 mod close;
 mod config;
+mod deadline;
 mod inbox;
 mod liveness;
 mod metrics;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tracing::debug;
 
+use super::deadline::within;
 use super::inbox::PushError;
 use super::liveness::PingBucket;
 use super::metrics::ProtoCounters;
@@ -88,7 +89,7 @@ pub(super) async fn read_loop(
 /// The next message, or `None` once the peer is closing because the read failed (the
 /// link's own reason) or the remote fell silent for `read_timeout` (0x0b).
 async fn next_message(shared: &Shared, reader: &mut ConnReader) -> Option<RawMessage> {
-    match tokio::time::timeout(shared.config.read_timeout, reader.read()).await {
+    match within(shared.config.read_timeout, reader.read()).await {
         Ok(Ok(msg)) => Some(msg),
         Ok(Err(e)) => {
             shared.close(e.disconnect_reason(), false, format!("read failed: {e}"));
