@@ -22,6 +22,7 @@
 //! - N concurrent idle peers (two processes; braid and geth-like ping every 2 s, raw TCP and
 //!   libp2p sit silent) → the hub's resident memory per peer, one pass per stack.
 
+mod cpu;
 mod gethlike;
 mod idle;
 mod lp2p;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cpu::Bulk;
 use p2p::base::{Capability, Hello};
 use p2p::conn::Conn;
 use p2p::node::{Enode, NodeId, NodeKey};
@@ -56,6 +58,8 @@ const BULK_WINDOW: usize = 8;
 
 struct Plan {
     runs: usize,
+    /// Shapes to run (all when empty): pingpong, window, bulk, handshakes, idle.
+    only: Vec<String>,
     pingpongs: usize,
     window_msgs: usize,
     bulk_msgs: usize,
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Plan, String> {
     let mut quick = false;
     let mut peers = None;
     let mut runs = None;
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     let number = |name: &str, args: &mut std::iter::Skip<std::env::Args>| {
         let n = args.next().ok_or(format!("{name} needs a number"))?;
@@ -78,15 +83,25 @@ fn parse_args() -> Result<Plan, String> {
             "--quick" => quick = true,
             "--peers" => peers = Some(number("--peers", &mut args)?),
             "--runs" => runs = Some(number("--runs", &mut args)?.clamp(1, 100)),
+            "--only" => {
+                let list = args.next().ok_or("--only needs a list of shapes")?;
+                for shape in list.split(',') {
+                    if !SHAPES.contains(&shape) {
+                        return Err(format!("--only: unknown shape {shape} (one of {SHAPES:?})"));
+                    }
+                    only.push(shape.to_string());
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other} (try --quick, --runs N, --peers N)"
+                    "unknown argument {other} (try --quick, --runs N, --peers N, --only SHAPES)"
                 ))
             }
         }
     }
     let scale = if quick { 1 } else { 4 };
     Ok(Plan {
+        only,
         runs: runs.unwrap_or(if quick { 1 } else { 3 }),
         pingpongs: 5_000 * scale,
         window_msgs: 50_000 * scale,
@@ -128,55 +143,73 @@ fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The shapes `--only` accepts.
+const SHAPES: [&str; 5] = ["pingpong", "window", "bulk", "handshakes", "idle"];
+
+impl Plan {
+    fn runs_shape(&self, shape: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == shape)
+    }
+}
+
 /// The stacks compared, in table order.
 const STACKS: [&str; 4] = ["braid", "raw TCP", "geth-like", "libp2p"];
 
-/// One run's figures, indexed like [`STACKS`].
+/// One run's figures, indexed like [`STACKS`]; a shape left out by `--only` is `None`.
 struct Figures {
     keccak: f64,
-    pingpong: [PingPong; 4],
-    window: [f64; 4],
-    bulk: [f64; 4],
-    connects: [Connects; 4],
+    pingpong: Option<[PingPong; 4]>,
+    window: Option<[f64; 4]>,
+    bulk: Option<[Bulk; 4]>,
+    connects: Option<[Connects; 4]>,
 }
 
 async fn one_run(plan: &Plan) -> Result<Figures, BoxError> {
     let keccak = keccak_absorb_mib_s();
-    eprintln!("  ping-pong…");
-    let pingpong = [
-        braid_pingpong(plan.pingpongs).await?,
-        raw_pingpong(plan.pingpongs).await?,
-        gethlike::pingpong(plan.pingpongs).await?,
-        lp2p::pingpong(plan.pingpongs).await?,
-    ];
-    eprintln!("  32 in flight…");
-    let window = [
-        braid_window(plan.window_msgs).await?,
-        raw_window(plan.window_msgs).await?,
-        gethlike::window(plan.window_msgs).await?,
-        lp2p::window(plan.window_msgs).await?,
-    ];
-    eprintln!("  bulk…");
-    let bulk = [
-        braid_bulk(plan.bulk_msgs).await?,
-        raw_bulk(plan.bulk_msgs).await?,
-        gethlike::bulk(plan.bulk_msgs).await?,
-        lp2p::bulk(plan.bulk_msgs).await?,
-    ];
-    eprintln!("  handshakes…");
-    let connects = [
-        braid_handshakes(plan.handshakes).await?,
-        raw_handshakes(plan.handshakes).await?,
-        gethlike::handshakes(plan.handshakes).await?,
-        lp2p::handshakes(plan.handshakes).await?,
-    ];
-    Ok(Figures {
+    let mut figures = Figures {
         keccak,
-        pingpong,
-        window,
-        bulk,
-        connects,
-    })
+        pingpong: None,
+        window: None,
+        bulk: None,
+        connects: None,
+    };
+    if plan.runs_shape("pingpong") {
+        eprintln!("  ping-pong…");
+        figures.pingpong = Some([
+            braid_pingpong(plan.pingpongs).await?,
+            raw_pingpong(plan.pingpongs).await?,
+            gethlike::pingpong(plan.pingpongs).await?,
+            lp2p::pingpong(plan.pingpongs).await?,
+        ]);
+    }
+    if plan.runs_shape("window") {
+        eprintln!("  32 in flight…");
+        figures.window = Some([
+            braid_window(plan.window_msgs).await?,
+            raw_window(plan.window_msgs).await?,
+            gethlike::window(plan.window_msgs).await?,
+            lp2p::window(plan.window_msgs).await?,
+        ]);
+    }
+    if plan.runs_shape("bulk") {
+        eprintln!("  bulk…");
+        figures.bulk = Some([
+            cpu::measure(plan.bulk_msgs, braid_bulk(plan.bulk_msgs)).await?,
+            cpu::measure(plan.bulk_msgs, raw_bulk(plan.bulk_msgs)).await?,
+            cpu::measure(plan.bulk_msgs, gethlike::bulk(plan.bulk_msgs)).await?,
+            cpu::measure(plan.bulk_msgs, lp2p::bulk(plan.bulk_msgs)).await?,
+        ]);
+    }
+    if plan.runs_shape("handshakes") {
+        eprintln!("  handshakes…");
+        figures.connects = Some([
+            braid_handshakes(plan.handshakes).await?,
+            raw_handshakes(plan.handshakes).await?,
+            gethlike::handshakes(plan.handshakes).await?,
+            lp2p::handshakes(plan.handshakes).await?,
+        ]);
+    }
+    Ok(figures)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -213,32 +246,33 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
         load()
     );
     let mut all = Vec::with_capacity(plan.runs);
+    let mut floors = Vec::with_capacity(plan.runs);
     for i in 0..plan.runs {
         eprintln!("run {} of {}", i + 1, plan.runs);
         let f = one_run(&plan).await?;
-        println!(
-            "  run {}: ping-pong {:.0}/{:.0}/{:.0}/{:.0} msg/s, 32 in flight {:.0}/{:.0}/{:.0}/{:.0} msg/s, \
-             bulk {:.0}/{:.0}/{:.0}/{:.0} MiB/s, handshakes {:.0}/{:.0}/{:.0}/{:.0} /s \
-             (braid/raw/geth-like/libp2p), keccak {:.0} MiB/s",
-            i + 1,
-            f.pingpong[0].rate,
-            f.pingpong[1].rate,
-            f.pingpong[2].rate,
-            f.pingpong[3].rate,
-            f.window[0],
-            f.window[1],
-            f.window[2],
-            f.window[3],
-            f.bulk[0],
-            f.bulk[1],
-            f.bulk[2],
-            f.bulk[3],
-            f.connects[0].rate,
-            f.connects[1].rate,
-            f.connects[2].rate,
-            f.connects[3].rate,
-            f.keccak,
-        );
+        let mut line = format!("  run {}: keccak {:.0} MiB/s", i + 1, f.keccak);
+        let four = |v: [f64; 4]| format!("{:.0}/{:.0}/{:.0}/{:.0}", v[0], v[1], v[2], v[3]);
+        if let Some(p) = &f.pingpong {
+            line += &format!(", ping-pong {} msg/s", four(p.each_ref().map(|x| x.rate)));
+        }
+        if let Some(w) = f.window {
+            line += &format!(", 32 in flight {} msg/s", four(w));
+        }
+        if let Some(b) = &f.bulk {
+            line += &format!(", bulk {} MiB/s", four(b.each_ref().map(|x| x.mib_s)));
+            let floor = cpu::floor_ns_per_byte(BULK_SIZE);
+            line += &format!(
+                " ({} CPU ns/B; floor {floor:.2})",
+                b.each_ref()
+                    .map(|x| format!("{:.2}", x.cpu_ns_per_byte))
+                    .join("/")
+            );
+            floors.push(floor);
+        }
+        if let Some(c) = &f.connects {
+            line += &format!(", handshakes {} /s", four(c.each_ref().map(|x| x.rate)));
+        }
+        println!("{line} (braid/raw/geth-like/libp2p)");
         all.push(f);
     }
     let med = |get: &dyn Fn(&Figures) -> f64| median(all.iter().map(get).collect());
@@ -259,38 +293,65 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let cells = |fmt: &dyn Fn(usize) -> String| (0..4).map(fmt).collect::<Vec<_>>().join(" | ");
-    println!(
-        "| ping-pong 100 B, 1 in flight (msg/s, RTT p50/p99 µs) | {} | {} | >= 0.8x raw TCP |",
-        cells(&|s| format!(
-            "{} ({:.0}/{:.0})",
-            kilo(med(&|f| f.pingpong[s].rate)),
-            med(&|f| f.pingpong[s].p50),
-            med(&|f| f.pingpong[s].p99)
-        )),
-        ratios(&|f, s| f.pingpong[s].rate)
-    );
-    println!(
-        "| 100 B, 32 in flight (msg/s) | {} | {} | >= 150k msg/s |",
-        cells(&|s| kilo(med(&|f| f.window[s]))),
-        ratios(&|f, s| f.window[s])
-    );
-    println!(
-        "| bulk 1 MiB messages (MiB/s) | {} | {} | >= 0.9x keccak (braid: {:.2}x) |",
-        cells(&|s| format!("{:.0}", med(&|f| f.bulk[s]))),
-        ratios(&|f, s| f.bulk[s]),
-        med(&|f| f.bulk[0] / f.keccak)
-    );
-    println!(
-        "| handshakes, sequential (/s; connect p50/p99 µs) | {} | {} | >= 1,000/s |",
-        cells(&|s| format!(
-            "{} ({:.0}/{:.0})",
-            kilo(med(&|f| f.connects[s].rate)),
-            med(&|f| f.connects[s].p50),
-            med(&|f| f.connects[s].p99)
-        )),
-        ratios(&|f, s| f.connects[s].rate)
-    );
-    if plan.peers > 0 {
+    // `has` guards every `expect` below: a shape is either in every run or in none.
+    let has = |shape: &str| plan.runs_shape(shape) && !all.is_empty();
+    if has("pingpong") {
+        let pp = |f: &Figures, s: usize| f.pingpong.as_ref().expect("ran")[s];
+        println!(
+            "| ping-pong 100 B, 1 in flight (msg/s, RTT p50/p99 µs) | {} | {} | >= 1.0x libp2p |",
+            cells(&|s| format!(
+                "{} ({:.0}/{:.0})",
+                kilo(med(&|f| pp(f, s).rate)),
+                med(&|f| pp(f, s).p50),
+                med(&|f| pp(f, s).p99)
+            )),
+            ratios(&|f, s| pp(f, s).rate)
+        );
+    }
+    if has("window") {
+        let w = |f: &Figures, s: usize| f.window.expect("ran")[s];
+        println!(
+            "| 100 B, 32 in flight (msg/s) | {} | {} | >= 0.8x raw, >= 1.5x libp2p |",
+            cells(&|s| kilo(med(&|f| w(f, s)))),
+            ratios(&|f, s| w(f, s))
+        );
+    }
+    if has("bulk") {
+        let b = |f: &Figures, s: usize| f.bulk.as_ref().expect("ran")[s];
+        println!(
+            "| bulk 1 MiB messages (MiB/s) | {} | {} | — |",
+            cells(&|s| format!("{:.0}", med(&|f| b(f, s).mib_s))),
+            ratios(&|f, s| b(f, s).mib_s),
+        );
+        // CPU per byte: the floor over the stack's cost, so 1.0x means no cost beyond the
+        // crypto and compression every byte must go through.
+        let floor = median(floors.clone());
+        let floor_ratio = median(
+            all.iter()
+                .zip(&floors)
+                .map(|(f, fl)| fl / f.bulk.as_ref().expect("ran")[0].cpu_ns_per_byte)
+                .collect(),
+        );
+        println!(
+            "| bulk, CPU ns per byte, both ends (floor: seal + open + snappy {floor:.2}) | {} | {} | floor/braid >= 0.85x (now {floor_ratio:.2}x) |",
+            cells(&|s| format!("{:.2}", med(&|f| b(f, s).cpu_ns_per_byte))),
+            ratios(&|f, s| b(f, s).cpu_ns_per_byte),
+        );
+    }
+    if has("handshakes") {
+        let c = |f: &Figures, s: usize| f.connects.as_ref().expect("ran")[s];
+        println!(
+            "| handshakes, sequential (/s; connect p50/p99 µs) | {} | {} | >= 1.5x libp2p |",
+            cells(&|s| format!(
+                "{} ({:.0}/{:.0})",
+                kilo(med(&|f| c(f, s).rate)),
+                med(&|f| c(f, s).p50),
+                med(&|f| c(f, s).p99)
+            )),
+            ratios(&|f, s| c(f, s).rate)
+        );
+    }
+    if plan.peers > 0 && plan.runs_shape("idle") {
         // One pass only: memory does not vary with load the way rates do.
         let mut kib = [0.0; 4];
         for (i, stack) in IDLE_STACKS.iter().enumerate() {
@@ -298,7 +359,7 @@ async fn run(plan: Plan) -> Result<(), BoxError> {
             kib[i] = concurrent_peers(stack, plan.peers).await?;
         }
         println!(
-            "| {} idle peers, two processes (hub RSS, KiB/peer) | {} | {} | <= 40 KiB/peer |",
+            "| {} idle peers, two processes (hub RSS, KiB/peer) | {} | {} | <= 20 KiB/peer |",
             plan.peers,
             kib.iter()
                 .map(|k| format!("{k:.1}"))
@@ -337,6 +398,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 /// A rate with the latency of each operation (µs).
+#[derive(Clone, Copy)]
 struct PingPong {
     rate: f64,
     p50: f64,

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use secp256k1::SecretKey;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+mod read_buf;
+
+use read_buf::LazyBufReader;
 
 use crate::base::{DisconnectReason, BASE_PROTOCOL_LENGTH, DISCONNECT, PONG};
 use crate::budget::{BudgetExceeded, Charge, Holder};
@@ -69,10 +73,6 @@ impl ConnError {
         }
     }
 }
-
-/// Read buffer per link: small frames are read through it, a frame body larger than it is
-/// read straight into the body's own allocation. Part of the fixed overhead per peer.
-const READ_BUFFER: usize = 16 * 1024;
 
 /// Longest a reader waits for room in the node budget (after the largest holder was told
 /// to go) before giving up on its own frame.
@@ -165,7 +165,7 @@ impl Conn {
         Conn {
             remote_id: secrets.remote_id,
             reader: ConnReader {
-                io: BufReader::with_capacity(READ_BUFFER, Box::new(r) as BoxRead),
+                io: LazyBufReader::new(Box::new(r) as BoxRead),
                 opener,
                 snappy: None,
                 budget: None,
@@ -188,7 +188,9 @@ impl Conn {
 /// and so is a snappy payload's stated size before it is decompressed. Every payload
 /// returned owns exactly its bytes (no view into a shared read buffer).
 pub struct ConnReader {
-    io: BufReader<BoxRead>,
+    /// Small frames are read through its buffer; a large body straight into its own
+    /// allocation. Its large buffer exists only while data streams in.
+    io: LazyBufReader<BoxRead>,
     opener: FrameOpener,
     snappy: Option<Snappy>,
     budget: Option<Holder>,

@@ -100,7 +100,9 @@ pub fn split_id(frame_data: &[u8]) -> Result<(u64, &[u8]), MessageError> {
 /// not allocate per message: `compress` writes into a reused scratch `Vec`. `decompress`
 /// allocates each payload on its own, sized to it, because the payload is handed on.
 pub struct Snappy {
-    encoder: snap::raw::Encoder,
+    /// Made on first use: the encoder's table is 2 KiB, and a reading direction never
+    /// compresses.
+    encoder: Option<Box<snap::raw::Encoder>>,
     decoder: snap::raw::Decoder,
     compressed: Vec<u8>,
 }
@@ -124,7 +126,7 @@ impl Snappy {
     /// Fresh state with empty scratch buffers.
     pub fn new() -> Self {
         Snappy {
-            encoder: snap::raw::Encoder::new(),
+            encoder: None,
             decoder: snap::raw::Decoder::new(),
             compressed: Vec::new(),
         }
@@ -155,7 +157,10 @@ impl Snappy {
             // connection: fall back to the everyday size once messages are small again.
             self.compressed = vec![0; RETAINED_SCRATCH];
         }
-        let n = self.encoder.compress(payload, &mut self.compressed)?;
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| Box::new(snap::raw::Encoder::new()));
+        let n = encoder.compress(payload, &mut self.compressed)?;
         // The buffer was sized with snappy's own bound, so `n` always fits.
         Ok(&self.compressed[..n.min(self.compressed.len())])
     }

@@ -18,6 +18,8 @@
 
 mod close;
 mod config;
+mod deadline;
+mod inbox;
 mod liveness;
 mod metrics;
 mod read_loop;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tracing::debug;
 
+use super::deadline::within;
+use super::inbox::PushError;
 use super::liveness::PingBucket;
 use super::metrics::ProtoCounters;
 use super::{rw, Peer, Shared};
@@ -19,7 +21,6 @@ use crate::protocol::{InboundLimits, Msg};
 /// Where one matched protocol's messages go: its code range and its bounded queue.
 pub(super) struct Route {
     pub(super) cap: SharedCapability,
-    pub(super) queue: mpsc::Sender<Msg>,
     pub(super) inbox: rw::Inbox,
     pub(super) queued_bytes: Arc<AtomicUsize>,
     pub(super) limits: InboundLimits,
@@ -33,7 +34,7 @@ const YIELD_AFTER: usize = 16 * 1024;
 /// why in `shared` and returns.
 pub(super) async fn read_loop(
     shared: Arc<Shared>,
-    mut reader: ConnReader,
+    mut reader: Box<ConnReader>,
     routes: Vec<Route>,
     ping_tx: mpsc::Sender<()>,
     pong_seen: Arc<Notify>,
@@ -88,7 +89,7 @@ pub(super) async fn read_loop(
 /// The next message, or `None` once the peer is closing because the read failed (the
 /// link's own reason) or the remote fell silent for `read_timeout` (0x0b).
 async fn next_message(shared: &Shared, reader: &mut ConnReader) -> Option<RawMessage> {
-    match tokio::time::timeout(shared.config.read_timeout, reader.read()).await {
+    match within(shared.config.read_timeout, reader.read()).await {
         Ok(Ok(msg)) => Some(msg),
         Ok(Err(e)) => {
             shared.close(e.disconnect_reason(), false, format!("read failed: {e}"));
@@ -137,18 +138,18 @@ async fn route(
         payload: msg.payload,
         received_at: msg.received_at,
     };
-    match route.queue.try_send(delivered) {
+    match route.inbox.push(delivered) {
         Ok(()) => {
             // The receiving ProtoRw releases it when read or dropped.
             charge.keep();
             make_way(route).await;
             Ok(())
         }
-        Err(mpsc::error::TrySendError::Full(_)) => Err(format!(
+        Err(PushError::Full) => Err(format!(
             "{} inbound queue full ({} messages)",
             route.cap.name, route.limits.max_messages
         )),
-        Err(mpsc::error::TrySendError::Closed(_)) => {
+        Err(PushError::Closed) => {
             // The protocol dropped its reader: it has chosen not to read, so its messages
             // are discarded (and their bytes released).
             route.queued_bytes.fetch_sub(size, Ordering::AcqRel);
@@ -161,8 +162,7 @@ async fn route(
 /// When the protocol falls far behind, let it run: on a busy runtime an eager read loop
 /// could otherwise fill its queue (and breach its budget) without ever giving it a turn.
 async fn make_way(route: &Route) {
-    let waiting = route.queue.max_capacity() - route.queue.capacity();
-    if waiting > route.limits.max_messages / 2
+    if route.inbox.len() > route.inbox.max() / 2
         || route.queued_bytes.load(Ordering::Acquire) > route.limits.max_bytes / 2
     {
         tokio::task::yield_now().await;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::mpsc;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::metrics::ProtoCounters;
@@ -73,7 +72,7 @@ impl ProtoRw {
         let msg = tokio::select! {
             biased;
             _ = shared.closing.cancelled() => None,
-            msg = async { self.inbox.lock().await.recv().await } => msg,
+            msg = self.inbox.recv() => msg,
         };
         let msg = msg.ok_or(ProtocolError::PeerClosed)?;
         release(&self.writer.peer, &self.queued_bytes, msg.size);
@@ -114,13 +113,7 @@ impl Stream for ProtoRw {
         if closing.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
         }
-        // The only other holder of the lock is a drain at the peer's end, which never waits;
-        // try again on the next turn rather than block.
-        let Ok(mut rx) = this.inbox.try_lock() else {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        };
-        match rx.poll_recv(cx) {
+        match this.inbox.poll_recv(cx) {
             Poll::Ready(Some(msg)) => {
                 release(&this.writer.peer, &this.queued_bytes, msg.size);
                 Poll::Ready(Some(msg))
@@ -142,7 +135,7 @@ impl Drop for ProtoRw {
 /// A protocol's inbound queue, shared between its [`ProtoRw`] and the peer's read loop
 /// (which drains it when the peer ends, so queued bytes go back to the node budget at once
 /// rather than when the protocol gets round to returning).
-pub(crate) type Inbox = Arc<tokio::sync::Mutex<mpsc::Receiver<Msg>>>;
+pub(crate) type Inbox = Arc<super::inbox::Inbox>;
 
 /// A message of `size` bytes left a queue: it is no longer held on the peer's behalf.
 fn release(peer: &Peer, queued_bytes: &AtomicUsize, size: usize) {
@@ -152,15 +145,12 @@ fn release(peer: &Peer, queued_bytes: &AtomicUsize, size: usize) {
     shared.budget.release(size);
 }
 
-/// Close `inbox` and release everything still queued in it. Closed first, so a send racing
-/// with this either lands before (and is drained here) or fails (and the read loop releases
-/// it). Skipped when a reader holds the queue: that reader drains it when it drops.
+/// Close `inbox` and release everything still queued in it. Closed first, so a push racing
+/// with this either lands before (and is released here) or fails (and the read loop
+/// releases it).
 pub(crate) fn drain(inbox: &Inbox, peer: &Peer, queued_bytes: &AtomicUsize) {
-    if let Ok(mut rx) = inbox.try_lock() {
-        rx.close();
-        while let Ok(msg) = rx.try_recv() {
-            release(peer, queued_bytes, msg.size);
-        }
+    for msg in inbox.close() {
+        release(peer, queued_bytes, msg.size);
     }
 }
 

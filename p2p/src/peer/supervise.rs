@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
+use super::inbox::Inbox;
 use super::liveness::control_loop;
 use super::metrics::ProtoCounters;
 use super::read_loop::{read_loop, Route};
@@ -89,12 +90,10 @@ impl Peer {
                 continue;
             };
             let limits = proto.inbound_limits;
-            let (tx, rx) = mpsc::channel(limits.max_messages.max(1));
             let queued_bytes = Arc::new(AtomicUsize::new(0));
-            let inbox = Arc::new(tokio::sync::Mutex::new(rx));
+            let inbox = Arc::new(Inbox::new(limits.max_messages));
             routes.push(Route {
                 cap: cap.clone(),
-                queue: tx,
                 inbox: inbox.clone(),
                 queued_bytes: queued_bytes.clone(),
                 limits,
@@ -106,7 +105,10 @@ impl Peer {
 
         let span =
             info_span!("peer", id = %peer.shared.id_short, dir = ?peer.shared.info.direction);
-        tokio::spawn(supervise(peer.clone(), conn.reader, routes, rws).instrument(span));
+        // Boxed: a reader moved through two async fns would otherwise be stored twice in each
+        // of their futures (argument and local), ~3 KiB apiece for every idle peer.
+        let reader = Box::new(conn.reader);
+        tokio::spawn(supervise(peer.clone(), reader, routes, rws).instrument(span));
         Ok(peer)
     }
 }
@@ -129,7 +131,7 @@ fn watch_budget(shared: &Arc<Shared>) {
 /// Runs the peer's tasks and ends them all on the first failure.
 async fn supervise(
     peer: Peer,
-    reader: ConnReader,
+    reader: Box<ConnReader>,
     routes: Vec<Route>,
     rws: Vec<(Protocol, ProtoRw)>,
 ) {

@@ -2,6 +2,7 @@
 //! final Disconnect) holds the one per-peer async mutex around the link's writer, so
 //! exactly one message is on the wire at a time and waiters are served in FIFO order.
 
+use super::deadline::within;
 use super::Shared;
 use crate::base::DisconnectReason;
 
@@ -19,14 +20,12 @@ impl Shared {
         if self.closing.is_cancelled() {
             return None;
         }
-        let detail =
-            match tokio::time::timeout(self.config.write_timeout, writer.write(wire_code, payload))
-                .await
-            {
-                Ok(Ok(size)) => return Some(size),
-                Ok(Err(e)) => format!("write failed: {e}"),
-                Err(_) => "write timed out".to_string(),
-            };
+        let detail = match within(self.config.write_timeout, writer.write(wire_code, payload)).await
+        {
+            Ok(Ok(size)) => return Some(size),
+            Ok(Err(e)) => format!("write failed: {e}"),
+            Err(_) => "write timed out".to_string(),
+        };
         self.close(DisconnectReason::TcpSubsystemError, false, detail);
         None
     }
