@@ -14,7 +14,7 @@ pub mod trace;
 pub mod transport;
 
 pub use net::{host, Net, NetConfig, NodeCtx, NodeState, Protocols, Shared, Wiring, PORT};
-pub use trace::{digest, Entry, Event};
+pub use trace::{assert_replayed, digest, Entry, Event};
 pub use transport::{Datagrams, SimTransport};
 
 /// The process's resident memory in bytes (Linux; `None` elsewhere).

@@ -74,3 +74,19 @@ pub fn digest(trace: &[Entry]) -> u64 {
     }
     h
 }
+
+/// Panics unless two runs' traces are equal, naming the first entry where they part (a
+/// whole-trace diff of thousands of lines would bury it).
+pub fn assert_replayed(first: &[Entry], second: &[Entry]) {
+    if let Some(i) = (0..first.len().min(second.len())).find(|&i| first[i] != second[i]) {
+        panic!(
+            "same seed, different trace at entry {i}:\n  first:  {}\n  second: {}",
+            first[i], second[i]
+        );
+    }
+    assert_eq!(
+        first.len(),
+        second.len(),
+        "same seed, traces of different length"
+    );
+}

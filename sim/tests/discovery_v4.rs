@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use braid_sim::chat::chat;
-use braid_sim::{digest, Entry, Event, Net, NetConfig, Shared, Wiring};
+use braid_sim::{assert_replayed, digest, Entry, Event, Net, NetConfig, Shared, Wiring};
 use p2p::server::ServerConfig;
 
 const SEED: u64 = 0xd15c_0004;
@@ -121,14 +121,6 @@ fn connected(s: &Shared) -> bool {
 fn forty_nodes_fill_their_outbound_slots_by_discovery_and_replay_from_their_seed() {
     let first = run(SEED, true);
     let second = run(SEED, false);
-    if let Some(i) =
-        (0..first.trace.len().min(second.trace.len())).find(|&i| first.trace[i] != second.trace[i])
-    {
-        panic!(
-            "same seed, different trace at entry {i}:\n  first:  {}\n  second: {}",
-            first.trace[i], second.trace[i]
-        );
-    }
-    assert_eq!(first.trace.len(), second.trace.len());
+    assert_replayed(&first.trace, &second.trace);
     assert_eq!(first.packets, second.packets, "same datagrams sent");
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use braid_sim::chat::chat;
-use braid_sim::{digest, Entry, Event, Net, NetConfig, Shared, Wiring};
+use braid_sim::{assert_replayed, digest, Entry, Event, Net, NetConfig, Shared, Wiring};
 use p2p::server::ServerConfig;
 
 const NODES: usize = 16;
@@ -185,13 +185,7 @@ fn churn(seed: u64) -> Vec<Entry> {
 fn the_same_seed_gives_the_same_trace() {
     let first = churn(21);
     let second = churn(21);
-    if let Some(i) = (0..first.len().min(second.len())).find(|&i| first[i] != second[i]) {
-        panic!(
-            "same seed, different trace at entry {i}:\n  first:  {}\n  second: {}",
-            first[i], second[i]
-        );
-    }
-    assert_eq!(first.len(), second.len());
+    assert_replayed(&first, &second);
     let other = churn(22);
     assert_ne!(digest(&first), digest(&other), "another seed, another run");
     eprintln!(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use braid_sim::chat::chat;
-use braid_sim::{digest, Entry, Event, Net, NetConfig, Wiring};
+use braid_sim::{assert_replayed, digest, Entry, Event, Net, NetConfig, Wiring};
 
 const SEED: u64 = 0xb4a1d;
 const NODES: usize = 1000;
@@ -105,13 +105,5 @@ fn run(seed: u64, report: bool) -> Run {
 fn chat_floods_a_thousand_nodes_exactly_once_and_replays_from_its_seed() {
     let first = run(SEED, true);
     let second = run(SEED, false);
-    if let Some(i) =
-        (0..first.trace.len().min(second.trace.len())).find(|&i| first.trace[i] != second.trace[i])
-    {
-        panic!(
-            "same seed, different trace at entry {i}:\n  first:  {}\n  second: {}",
-            first.trace[i], second.trace[i]
-        );
-    }
-    assert_eq!(first.trace.len(), second.trace.len());
+    assert_replayed(&first.trace, &second.trace);
 }
