@@ -76,7 +76,7 @@ impl ProtoRw {
             msg = async { self.inbox.lock().await.recv().await } => msg,
         };
         let msg = msg.ok_or(ProtocolError::PeerClosed)?;
-        release(&self.writer.peer, &self.queued_bytes, msg.size);
+        release(&self.writer.peer, &self.queued_bytes, msg.payload.len());
         Ok(msg)
     }
 
@@ -122,7 +122,7 @@ impl Stream for ProtoRw {
         };
         match rx.poll_recv(cx) {
             Poll::Ready(Some(msg)) => {
-                release(&this.writer.peer, &this.queued_bytes, msg.size);
+                release(&this.writer.peer, &this.queued_bytes, msg.payload.len());
                 Poll::Ready(Some(msg))
             }
             Poll::Ready(None) => Poll::Ready(None),
@@ -159,7 +159,7 @@ pub(crate) fn drain(inbox: &Inbox, peer: &Peer, queued_bytes: &AtomicUsize) {
     if let Ok(mut rx) = inbox.try_lock() {
         rx.close();
         while let Ok(msg) = rx.try_recv() {
-            release(peer, queued_bytes, msg.size);
+            release(peer, queued_bytes, msg.payload.len());
         }
     }
 }
