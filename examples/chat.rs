@@ -31,7 +31,7 @@ use p2p::server::{PeerEvent, Server, ServerConfig};
 use protocols::chat::{ChatEvent, ChatRoom};
 use tokio::sync::{broadcast, mpsc};
 
-use common::{peer_table, printable, short_hex, DiscoveryArgs};
+use common::{peer_table, printable, DiscoveryArgs};
 
 /// Client id sent in our Hello (shows up in other nodes' peer tables).
 const CLIENT_ID: &str = concat!("braid-chat/v", env!("CARGO_PKG_VERSION"));
@@ -205,10 +205,10 @@ fn print_peer_event(event: &PeerEvent) {
             let addr = addr.map_or_else(|| "?".into(), |a| a.to_string());
             let dir = format!("{direction:?}").to_lowercase();
             let protocols = protocols.join(",");
-            println!("* connected {} {addr} ({dir}) {protocols}", short_hex(id));
+            println!("* connected {} {addr} ({dir}) {protocols}", id.short());
         }
         PeerEvent::Dropped { id, reason } => {
-            println!("* disconnected {}: {reason}", short_hex(id));
+            println!("* disconnected {}: {reason}", id.short());
         }
         PeerEvent::Message(_) | PeerEvent::Discovered { .. } | PeerEvent::DialFailed { .. } => {}
     }

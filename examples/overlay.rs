@@ -535,14 +535,13 @@ fn print_event(node: &str, event: &PeerEvent) {
         } => {
             println!(
                 "{node}event: peer {} added ({direction:?}, {})",
-                common::short_hex(id),
+                id.short(),
                 protocols.join(",")
             )
         }
-        PeerEvent::Dropped { id, reason } => println!(
-            "{node}event: peer {} dropped: {reason}",
-            common::short_hex(id)
-        ),
+        PeerEvent::Dropped { id, reason } => {
+            println!("{node}event: peer {} dropped: {reason}", id.short())
+        }
         PeerEvent::Message(_) | PeerEvent::Discovered { .. } | PeerEvent::DialFailed { .. } => {}
     }
 }
@@ -615,7 +614,7 @@ async fn demo() -> Result<(), Box<dyn Error>> {
     for snapshot in b.peers_info() {
         println!(
             "[B] peer-info hook for {}: {}",
-            common::short_hex(&snapshot.id),
+            snapshot.id.short(),
             json!(snapshot.protocol_info)
         );
     }

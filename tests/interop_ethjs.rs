@@ -207,7 +207,7 @@ async fn ethjs_dials_braid() {
         .unwrap()
     {
         PeerEvent::Added { id, direction, .. } => {
-            assert_eq!(id, js_id());
+            assert_eq!(id.to_string(), js_id());
             assert_eq!(direction, p2p::peer::Direction::Inbound);
         }
         other => panic!("unexpected event {other:?}"),

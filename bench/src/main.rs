@@ -545,7 +545,7 @@ fn echo_protocol(acks: mpsc::Sender<usize>) -> Protocol {
                 match msg.code {
                     PING => rw.write(PONG, &msg.payload).await?,
                     BULK => {
-                        let _ = acks.send(msg.size).await;
+                        let _ = acks.send(msg.payload.len()).await;
                     }
                     _ => {}
                 }

@@ -212,11 +212,6 @@ pub async fn serve_metrics(
     Ok(())
 }
 
-/// The same for an id already in hex (as in peer events).
-pub fn short_hex(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
 /// Text from the network may hold terminal escapes: show control characters as `�`.
 pub fn printable(s: &str) -> String {
     s.chars()

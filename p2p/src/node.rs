@@ -52,6 +52,14 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+/// Serialized as its [`Display`](std::fmt::Display) form: the full id, 128 lowercase
+/// hex characters, the same string an enode URL carries.
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Why an enode URL could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnodeError {
@@ -515,6 +523,14 @@ mod tests {
         assert_eq!(key.to_hex(), KEY);
         key.erase();
         assert_ne!(key.to_hex(), KEY);
+    }
+
+    #[test]
+    fn node_id_serializes_as_its_full_hex() {
+        let id = NodeKey::from_hex(KEY).unwrap().id();
+        let json = serde_json::to_value(id).unwrap();
+        assert_eq!(json, serde_json::Value::String(hex::encode(id.0)));
+        assert_eq!(json.as_str().unwrap().len(), 128);
     }
 
     fn enode(ip: &str, port: u16) -> Enode {

@@ -19,9 +19,8 @@ pub use crate::capability::{match_capabilities, SharedCapability};
 pub struct Msg {
     /// Code relative to the protocol (0 ..= length - 1).
     pub code: u64,
-    /// Payload size in bytes (after decompression).
-    pub size: usize,
-    /// The payload (usually RLP); the protocol decodes it.
+    /// The payload (usually RLP), decompressed; the protocol decodes it. Its length is
+    /// what the message holds of the peer's inbound budget while it is queued.
     pub payload: Bytes,
     /// When the link read it.
     pub received_at: Instant,

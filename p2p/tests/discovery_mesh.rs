@@ -118,7 +118,7 @@ async fn nodes_without_a_shared_capability_are_not_dialed_when_filtering() {
     let mut other = config(41, bootnodes.clone());
     other.protocols = vec![Protocol::new("other", 1, 2, |_peer, _rw| async { Ok(()) })];
     let other = Server::start(other).await.expect("other");
-    let other_id = other.id().to_string();
+    let other_id = other.id();
     // The bootnode knows the other node before the rest look it up.
     let start = Instant::now();
     let mut known = false;

@@ -81,21 +81,28 @@ async fn dial_connects_both_sides_and_publishes_events() {
     let peer = a.dial(&b.enode().unwrap()).await.unwrap();
     assert_eq!(peer.id(), b.id());
     assert_eq!(peer.protocols()[0].offset, 16);
-    match tokio::time::timeout(T, events.recv())
+    let added = tokio::time::timeout(T, events.recv())
         .await
         .unwrap()
-        .unwrap()
-    {
+        .unwrap();
+    match &added {
         PeerEvent::Added { id, protocols, .. } => {
-            assert_eq!(id, a.id().to_string());
-            assert_eq!(protocols, vec!["echo/1".to_string()]);
+            assert_eq!(*id, a.id());
+            assert_eq!(protocols, &vec!["echo/1".to_string()]);
         }
         other => panic!("unexpected event {other:?}"),
     }
+    // As JSON, every node id is the full id in hex: the enode URL's 128 characters.
+    let added = serde_json::to_value(&added).unwrap();
+    assert_eq!(added["type"], "added");
+    assert_eq!(added["id"], a.id().to_string());
+    assert_eq!(added["id"].as_str().unwrap().len(), 128);
     let info = serde_json::to_value(b.node_info()).unwrap();
     assert_eq!(info["peers"], 1);
+    assert_eq!(info["id"], b.id().to_string());
     let peers = serde_json::to_value(b.peers_info()).unwrap();
     assert_eq!(peers[0]["protocols"][0]["name"], "echo");
+    assert_eq!(peers[0]["id"], a.id().to_string());
     peer.disconnect(DisconnectReason::DisconnectRequested);
     match tokio::time::timeout(T, events.recv())
         .await
@@ -108,6 +115,55 @@ async fn dial_connects_both_sides_and_publishes_events() {
         }
         other => panic!("unexpected event {other:?}"),
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Message events name the peer by its full node id, in Rust and in JSON.
+#[tokio::test]
+async fn message_events_carry_the_peer_node_id() {
+    let mut cfg = config();
+    cfg.enable_msg_events = true;
+    let a = start(cfg).await;
+    let mut events = a.subscribe();
+    // b's side of echo/1 sends one request (code 0, an empty RLP list) and then reads.
+    let b = start(p2p::testkit::loopback_config(vec![Protocol::new(
+        "echo",
+        1,
+        2,
+        |_peer, mut rw| async move {
+            rw.write(0, &[0xc0]).await?;
+            loop {
+                rw.read().await?;
+            }
+        },
+    )]))
+    .await;
+    b.dial(&a.enode().unwrap()).await.unwrap();
+    // a receives the request and its echo/1 answers it (code 1): one event each way.
+    let deadline = tokio::time::Instant::now() + T;
+    let (mut received, mut sent) = (None, None);
+    while received.is_none() || sent.is_none() {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("message events in time")
+            .unwrap();
+        if let PeerEvent::Message(m) = &ev {
+            assert_eq!(m.peer, b.id());
+            assert_eq!(m.protocol, "echo");
+            let slot = if m.received { &mut received } else { &mut sent };
+            slot.get_or_insert(ev.clone());
+        }
+    }
+    let received = serde_json::to_value(&received).unwrap();
+    assert_eq!(received["type"], "message");
+    assert_eq!(received["peer"], b.id().to_string());
+    assert_eq!(received["code"], 0);
+    let sent = serde_json::to_value(&sent).unwrap();
+    assert_eq!(
+        (&sent["peer"], &sent["code"]),
+        (&received["peer"], &1.into())
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -6,8 +6,8 @@ mod btc_support;
 use btc_support::*;
 use protocols::bitcoin::peer::{Config, PeerError};
 use protocols::bitcoin::wire::{
-    checksum, encode_frame, inv_type, reject_code, services, Hash256, InvVect, Message,
-    MsgFilterLoad, MsgPing,
+    checksum, encode_frame, inv_type, reject_code, services, Command, Hash256, InvVect, Message,
+    MsgFilterLoad, MsgPing, WireError, MAX_PROTOCOL_MESSAGE_LENGTH,
 };
 
 fn frame(msg: &Message) -> Vec<u8> {
@@ -33,9 +33,12 @@ fn one_inv() -> Message {
     }])
 }
 
-fn bad_frames() -> Vec<(&'static str, Vec<u8>)> {
+/// Each bad frame, and the codec's verdict the peer keeps as its close reason.
+fn bad_frames() -> Vec<(&'static str, Vec<u8>, WireError)> {
     let mut bad_sum = frame(&one_inv());
+    let good_sum: [u8; 4] = bad_sum[20..24].try_into().unwrap();
     bad_sum[20] ^= 0xff;
+    let claimed_sum: [u8; 4] = bad_sum[20..24].try_into().unwrap();
     let mut wrong_magic = frame(&one_inv());
     wrong_magic[..4].copy_from_slice(&[0xf9, 0xbe, 0xb4, 0xd9]);
     let mut too_big = frame(&Message::GetAddr);
@@ -46,19 +49,57 @@ fn bad_frames() -> Vec<(&'static str, Vec<u8>)> {
     let mut short = frame(&one_inv())[24..].to_vec();
     short[0] = 2;
     vec![
-        ("bad checksum", bad_sum),
-        ("wrong magic", wrong_magic),
-        ("length over 4,000,000", too_big),
-        ("trailing bytes", raw_frame("inv", &trailing)),
-        ("undecodable payload", raw_frame("inv", &short)),
-        ("over per-type limit", raw_frame("verack", &[0])),
+        (
+            "bad checksum",
+            bad_sum,
+            WireError::ChecksumMismatch {
+                expected: claimed_sum,
+                actual: good_sum,
+            },
+        ),
+        (
+            "wrong magic",
+            wrong_magic,
+            WireError::WrongMagic([0xf9, 0xbe, 0xb4, 0xd9]),
+        ),
+        (
+            "length over 4,000,000",
+            too_big,
+            WireError::FrameTooLarge {
+                len: 4_000_001,
+                max: MAX_PROTOCOL_MESSAGE_LENGTH,
+            },
+        ),
+        (
+            "trailing bytes",
+            raw_frame("inv", &trailing),
+            WireError::TrailingBytes(1),
+        ),
+        (
+            "undecodable payload",
+            raw_frame("inv", &short),
+            // The whole list's size is checked before any entry is read.
+            WireError::Truncated {
+                needed: 72,
+                remaining: 36,
+            },
+        ),
+        (
+            "over per-type limit",
+            raw_frame("verack", &[0]),
+            WireError::PayloadTooLarge {
+                command: Command::Verack,
+                len: 1,
+                max: 0,
+            },
+        ),
     ]
 }
 
 /// After the handshake: reject "malformed" (MALFORMED), then the connection closes.
 #[tokio::test(start_paused = true)]
 async fn malformed_after_handshake_rejects_then_disconnects() {
-    for (what, bytes) in bad_frames() {
+    for (what, bytes, verdict) in bad_frames() {
         let (peer, mut raw) = handshaken(cfg(), true).await;
         raw.send_raw(&bytes).await;
         let rest = raw.until_eof(SOON).await;
@@ -70,8 +111,9 @@ async fn malformed_after_handshake_rejects_then_disconnects() {
             }
             other => panic!("{what}: expected one reject, got {other:?}"),
         }
-        assert!(
-            matches!(peer.close_reason(), Some(PeerError::Malformed(_))),
+        assert_eq!(
+            peer.close_reason(),
+            Some(PeerError::Malformed(verdict)),
             "{what}"
         );
     }
@@ -80,7 +122,7 @@ async fn malformed_after_handshake_rejects_then_disconnects() {
 /// During the handshake: the same inputs disconnect without a reject.
 #[tokio::test(start_paused = true)]
 async fn malformed_during_handshake_disconnects_silently() {
-    for (what, bytes) in bad_frames() {
+    for (what, bytes, verdict) in bad_frames() {
         let (peer, mut raw) = raw_pair(cfg(), true);
         let v = Message::Version(raw.version.clone());
         raw.send(&v).await;
@@ -94,6 +136,11 @@ async fn malformed_during_handshake_disconnects_silently() {
         );
         assert!(!peer.verack_received());
         peer.wait_for_disconnect().await;
+        assert_eq!(
+            peer.close_reason(),
+            Some(PeerError::Malformed(verdict)),
+            "{what}"
+        );
     }
 }
 
@@ -188,7 +235,13 @@ async fn sendaddrv2_below_70016_disconnects() {
     assert!(rest
         .iter()
         .all(|m| matches!(m, Message::Version(_) | Message::Verack)));
-    assert!(matches!(peer.close_reason(), Some(PeerError::Malformed(_))));
+    assert_eq!(
+        peer.close_reason(),
+        Some(PeerError::Malformed(WireError::UnsupportedAtVersion {
+            command: Command::SendAddrV2,
+            pver: 70015,
+        }))
+    );
 }
 
 /// BIP111: bloom messages when we do not offer NODE_BLOOM disconnect; with it they reach

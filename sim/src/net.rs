@@ -150,7 +150,7 @@ pub struct Shared {
     tune: fn(&mut ServerConfig),
     keys: Vec<SecretKey>,
     ids: Vec<NodeId>,
-    index_of: HashMap<String, usize>,
+    index_of: HashMap<NodeId, usize>,
     statics: Vec<Vec<usize>>,
     trace: Mutex<Vec<Entry>>,
     nodes: Vec<Mutex<NodeState>>,
@@ -161,11 +161,7 @@ impl Shared {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let keys: Vec<SecretKey> = (0..cfg.nodes).map(|_| SecretKey::new(&mut rng)).collect();
         let ids: Vec<NodeId> = keys.iter().map(NodeId::from_secret).collect();
-        let index_of = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.to_string(), i))
-            .collect();
+        let index_of = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         let hosts = cfg.hosts.clamp(1, cfg.nodes.max(1));
         let statics = (0..cfg.nodes)
             .map(|i| match cfg.wiring {
@@ -214,7 +210,7 @@ impl Shared {
 
     /// The index of the node with this id.
     pub fn index(&self, id: &NodeId) -> Option<usize> {
-        self.index_of.get(&id.to_string()).copied()
+        self.index_of.get(id).copied()
     }
 
     /// The datagrams every node has sent so far (discovery's).

@@ -125,7 +125,6 @@ mod tests {
     fn msg(code: u64) -> Msg {
         Msg {
             code,
-            size: 1,
             payload: Bytes::from_static(b"x"),
             received_at: std::time::Instant::now(),
         }

@@ -64,8 +64,8 @@ pub enum Direction {
 /// A message event (sent or received), published when message events are enabled.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageEvent {
-    /// The peer.
-    pub peer: String,
+    /// The peer's node id (serialized as 128 hex characters).
+    pub peer: NodeId,
     /// Protocol name.
     pub protocol: String,
     /// Code relative to the protocol.
@@ -110,7 +110,6 @@ struct Shared {
     /// This peer's account in the node memory budget: frame buffer, payload being
     /// decompressed, and every queued inbound message.
     budget: Holder,
-    id_short: String,
 }
 
 impl Shared {
@@ -118,7 +117,7 @@ impl Shared {
     fn emit(&self, protocol: &str, code: u64, size: usize, received: bool) {
         if let Some(events) = &self.msg_events {
             let _ = events.send(MessageEvent {
-                peer: self.id_short.clone(),
+                peer: self.info.id,
                 protocol: protocol.to_string(),
                 code,
                 size,

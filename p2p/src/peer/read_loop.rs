@@ -134,7 +134,6 @@ async fn route(
     shared.total_queued.fetch_add(size, Ordering::AcqRel);
     let delivered = Msg {
         code: rel,
-        size,
         payload: msg.payload,
         received_at: msg.received_at,
     };

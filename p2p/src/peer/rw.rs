@@ -75,7 +75,7 @@ impl ProtoRw {
             msg = self.inbox.recv() => msg,
         };
         let msg = msg.ok_or(ProtocolError::PeerClosed)?;
-        release(&self.writer.peer, &self.queued_bytes, msg.size);
+        release(&self.writer.peer, &self.queued_bytes, msg.payload.len());
         Ok(msg)
     }
 
@@ -115,7 +115,7 @@ impl Stream for ProtoRw {
         }
         match this.inbox.poll_recv(cx) {
             Poll::Ready(Some(msg)) => {
-                release(&this.writer.peer, &this.queued_bytes, msg.size);
+                release(&this.writer.peer, &this.queued_bytes, msg.payload.len());
                 Poll::Ready(Some(msg))
             }
             Poll::Ready(None) => Poll::Ready(None),
@@ -150,7 +150,7 @@ fn release(peer: &Peer, queued_bytes: &AtomicUsize, size: usize) {
 /// releases it).
 pub(crate) fn drain(inbox: &Inbox, peer: &Peer, queued_bytes: &AtomicUsize) {
     for msg in inbox.close() {
-        release(peer, queued_bytes, msg.size);
+        release(peer, queued_bytes, msg.payload.len());
     }
 }
 

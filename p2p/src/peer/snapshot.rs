@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::{Direction, Peer, ProtocolTraffic};
 use crate::capability::SharedCapability;
+use crate::node::NodeId;
 use crate::protocol::Protocol;
 
 impl Peer {
@@ -25,7 +26,7 @@ impl Peer {
             })
             .collect();
         PeerSnapshot {
-            id: self.id().to_string(),
+            id: self.id(),
             client_id: self.client_id().to_string(),
             remote_addr: info.remote_addr.map(|a| a.to_string()),
             direction: info.direction,
@@ -46,8 +47,8 @@ impl Peer {
 /// A serializable view of one peer (go-ethereum's PeerInfo).
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerSnapshot {
-    /// Node id (hex).
-    pub id: String,
+    /// Node id (serialized as 128 hex characters).
+    pub id: NodeId,
     /// Client id from Hello.
     pub client_id: String,
     /// Remote address.

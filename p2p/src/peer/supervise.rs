@@ -52,7 +52,6 @@ impl Peer {
             .iter()
             .map(|m| Arc::new(ProtoCounters::new(&m.name, m.version, m.length)))
             .collect();
-        let id_short = hex::encode(&info.id.0[..8]);
         let budget = config
             .memory_budget
             .clone()
@@ -75,7 +74,6 @@ impl Peer {
             total_queued: Arc::new(AtomicUsize::new(0)),
             msg_events,
             budget,
-            id_short,
         });
         watch_budget(&shared);
         let peer = Peer { shared };
@@ -103,8 +101,11 @@ impl Peer {
             rws.push((proto.clone(), rw));
         }
 
-        let span =
-            info_span!("peer", id = %peer.shared.id_short, dir = ?peer.shared.info.direction);
+        let span = info_span!(
+            "peer",
+            id = %hex::encode(&peer.shared.info.id.0[..8]),
+            dir = ?peer.shared.info.direction
+        );
         // Boxed: a reader moved through two async fns would otherwise be stored twice in each
         // of their futures (argument and local), ~3 KiB apiece for every idle peer.
         let reader = Box::new(conn.reader);

@@ -324,7 +324,7 @@ impl Server {
                             Err(e) => {
                                 debug!(error = %e, "dial failed");
                                 let _ = s.inner.events.send(PeerEvent::DialFailed {
-                                    id: target.id.to_string(),
+                                    id: target.id,
                                     reason: e.kind().to_string(),
                                 });
                                 false
@@ -354,7 +354,7 @@ impl Server {
         };
         if scheduler.add_candidate(target, now()) {
             let _ = self.inner.events.send(PeerEvent::Discovered {
-                id: c.node.id.to_string(),
+                id: c.node.id,
                 addr,
             });
         }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use crate::node::NodeId;
 use crate::peer::{CloseReason, Direction, MessageEvent};
 
 /// What happened to a peer.
@@ -12,8 +13,8 @@ use crate::peer::{CloseReason, Direction, MessageEvent};
 pub enum PeerEvent {
     /// A peer was admitted and its protocols started.
     Added {
-        /// Node id (hex).
-        id: String,
+        /// Node id (serialized as 128 hex characters).
+        id: NodeId,
         /// Remote address.
         addr: Option<SocketAddr>,
         /// Who dialed.
@@ -23,22 +24,22 @@ pub enum PeerEvent {
     },
     /// A peer ended.
     Dropped {
-        /// Node id (hex).
-        id: String,
+        /// Node id (serialized as 128 hex characters).
+        id: NodeId,
         /// Who ended it and with which disconnect reason.
         reason: CloseReason,
     },
     /// Discovery found a node worth dialing.
     Discovered {
-        /// Node id (hex).
-        id: String,
+        /// Node id (serialized as 128 hex characters).
+        id: NodeId,
         /// Its TCP address.
         addr: SocketAddr,
     },
     /// A dial of a discovered node failed.
     DialFailed {
-        /// Node id (hex).
-        id: String,
+        /// Node id (serialized as 128 hex characters).
+        id: NodeId,
         /// Why (the error's short kind: `connect`, `handshake`, `too_many_peers`…).
         reason: String,
     },
@@ -49,8 +50,8 @@ pub enum PeerEvent {
 /// A serializable description of this node (go-ethereum's NodeInfo).
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeInfo {
-    /// Node id (hex).
-    pub id: String,
+    /// Node id (serialized as 128 hex characters).
+    pub id: NodeId,
     /// Client id.
     pub client_id: String,
     /// Enode URL, when listening.

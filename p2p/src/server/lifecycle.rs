@@ -104,7 +104,7 @@ impl Server {
             }
         }
         let _ = self.inner.events.send(PeerEvent::Added {
-            id: peer.id().to_string(),
+            id: peer.id(),
             addr,
             direction,
             protocols: peer
@@ -124,7 +124,7 @@ impl Server {
             lock(&s.inner.admission).remove(&watched.id(), |p| p.same(&watched));
             info!(peer = %hex::encode(&watched.id().0[..8]), %reason, "peer dropped");
             let _ = s.inner.events.send(PeerEvent::Dropped {
-                id: watched.id().to_string(),
+                id: watched.id(),
                 reason,
             });
         });

@@ -303,7 +303,7 @@ impl Server {
     /// A serializable description of this node.
     pub fn node_info(&self) -> NodeInfo {
         NodeInfo {
-            id: self.inner.id.to_string(),
+            id: self.inner.id,
             client_id: self.inner.config.client_id.clone(),
             enode: self.enode().map(|e| e.to_string()),
             listen_addr: self.inner.local_addr,

@@ -63,7 +63,7 @@ impl TransportReader for BraidReader {
             tracing::debug!(error = %e, "braid link ended");
             RecvError::Closed(LinkClosed::Braid)
         })?;
-        let bytes = msg.size;
+        let bytes = msg.payload.len();
         let cmd = u8::try_from(msg.code).ok().and_then(Command::from_code);
         let Some(cmd) = cmd else {
             // The link only delivers codes below our length, but stay total.

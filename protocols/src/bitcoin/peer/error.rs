@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::transport::{LinkClosed, SendError};
-use crate::bitcoin::wire::Command;
+use crate::bitcoin::wire::{Command, WireError};
 
 /// The reason a peer disconnected, as recorded by [`Peer::close_reason`](super::Peer::close_reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,9 +18,9 @@ pub enum PeerError {
     /// The transport closed.
     #[error("connection closed: {0}")]
     Closed(LinkClosed),
-    /// The remote sent something we could not accept.
+    /// The remote sent something we could not accept; the wire codec's verdict.
     #[error("malformed message: {0}")]
-    Malformed(String),
+    Malformed(WireError),
     /// The first message was not `version`.
     #[error("a version message must precede all others (got {0})")]
     VersionNotFirst(String),

@@ -56,7 +56,7 @@ pub(crate) async fn read_counted<R: TransportReader>(
 pub(crate) fn recv_error(e: RecvError) -> PeerError {
     match e {
         RecvError::Closed(s) => PeerError::Closed(s),
-        RecvError::Malformed { error, .. } => PeerError::Malformed(error.to_string()),
+        RecvError::Malformed { error, .. } => PeerError::Malformed(error),
     }
 }
 

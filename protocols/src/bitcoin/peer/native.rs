@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf, ReadHa
 use tokio::net::{TcpListener, TcpStream};
 
 use super::transport::{
-    Inbound, Received, RecvError, SendError, Transport, TransportReader, TransportWriter,
+    Inbound, LinkClosed, Received, RecvError, SendError, Transport, TransportReader,
+    TransportWriter,
 };
 use crate::bitcoin::wire::{encode_frame, read_frame, Message, Network, WireError};
 
@@ -133,7 +134,7 @@ impl<S: AsyncRead + Send + 'static> TransportReader for NativeReader<S> {
                 inbound: Inbound::Unknown(name),
                 bytes,
             }),
-            Err(WireError::Io(e)) => Err(RecvError::Closed(e.into())),
+            Err(WireError::Io(kind)) => Err(RecvError::Closed(LinkClosed::Io(kind))),
             Err(error) => Err(RecvError::Malformed { error, bytes }),
         }
     }

@@ -36,7 +36,7 @@ pub(crate) async fn in_loop<R: TransportReader>(peer: Peer, mut r: R) {
                 let reason = format!("Can't read message from {peer}: {error}");
                 peer.push_reject("malformed", reject_code::MALFORMED, &reason, None, true)
                     .await;
-                peer.close(PeerError::Malformed(error.to_string()));
+                peer.close(PeerError::Malformed(error));
                 return;
             }
             Ok(Ok(rec)) => rec,

@@ -5,8 +5,9 @@ use super::command::Command;
 /// Everything that can go wrong while encoding or decoding bitcoin wire data.
 ///
 /// Decoders treat every input byte as hostile and report problems through
-/// this type instead of panicking.
-#[derive(Debug, thiserror::Error)]
+/// this type instead of panicking. It is plain data (`Clone`, `Eq`), so a peer can
+/// keep the verdict as its close reason and tests can compare it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
     /// The input ended before a field was complete.
@@ -132,7 +133,14 @@ pub enum WireError {
         /// Checksum of the received payload.
         actual: [u8; 4],
     },
-    /// Reading from the transport failed.
+    /// Reading from the transport failed (only [`read_frame`](super::framing::read_frame)
+    /// reads one). The kind is kept, as in the peer's close reasons; the OS detail is not.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::ErrorKind),
+}
+
+impl From<std::io::Error> for WireError {
+    fn from(e: std::io::Error) -> Self {
+        WireError::Io(e.kind())
+    }
 }
