@@ -41,39 +41,54 @@ impl PingBucket {
     }
 }
 
-/// Pings the remote every `ping_interval`, ends the peer (0x0b) when a pong is late, and
-/// answers the pings the read loop passes on.
-pub(super) async fn control_loop(
-    shared: Arc<Shared>,
-    mut ping_rx: mpsc::Receiver<()>,
+/// Our side of liveness: pings the remote every `ping_interval`, ends the peer (0x0b) when a
+/// pong is late, and answers the pings the read loop passes on. Driven by the supervisor
+/// (one task fewer per peer than a loop of its own).
+pub(super) struct Liveness {
+    ping_rx: mpsc::Receiver<()>,
     pong_seen: Arc<Notify>,
-) {
-    let cfg = shared.config.clone();
-    let mut next_ping = tokio::time::Instant::now() + cfg.ping_interval;
-    let mut pong_deadline: Option<tokio::time::Instant> = None;
-    loop {
-        let deadline = pong_deadline;
+    next_ping: tokio::time::Instant,
+    pong_deadline: Option<tokio::time::Instant>,
+}
+
+impl Liveness {
+    pub(super) fn new(
+        shared: &Shared,
+        ping_rx: mpsc::Receiver<()>,
+        pong_seen: Arc<Notify>,
+    ) -> Self {
+        Liveness {
+            ping_rx,
+            pong_seen,
+            next_ping: tokio::time::Instant::now() + shared.config.ping_interval,
+            pong_deadline: None,
+        }
+    }
+
+    /// Wait for the next thing to do and do it. Returns false once the peer is ending (a
+    /// write failed, or the pong came too late: the peer was closed with the reason).
+    pub(super) async fn step(&mut self, shared: &Shared) -> bool {
+        let cfg = &shared.config;
+        let deadline = self.pong_deadline;
         tokio::select! {
-            _ = tokio::time::sleep_until(next_ping) => {
+            _ = tokio::time::sleep_until(self.next_ping) => {
                 if !shared.write_base(PING, &EMPTY_LIST).await {
-                    return;
+                    return false;
                 }
-                next_ping = tokio::time::Instant::now() + cfg.ping_interval;
-                if pong_deadline.is_none() {
-                    pong_deadline = Some(tokio::time::Instant::now() + cfg.pong_timeout);
+                self.next_ping = tokio::time::Instant::now() + cfg.ping_interval;
+                if self.pong_deadline.is_none() {
+                    self.pong_deadline = Some(tokio::time::Instant::now() + cfg.pong_timeout);
                 }
+                true
             }
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
                 shared.close(DisconnectReason::PingTimeout, false, "no pong in time");
-                return;
+                false
             }
-            Some(()) = ping_rx.recv() => {
-                if !shared.write_base(PONG, &EMPTY_LIST).await {
-                    return;
-                }
-            }
-            _ = pong_seen.notified() => {
-                pong_deadline = None;
+            Some(()) = self.ping_rx.recv() => shared.write_base(PONG, &EMPTY_LIST).await,
+            _ = self.pong_seen.notified() => {
+                self.pong_deadline = None;
+                true
             }
         }
     }

@@ -2,8 +2,9 @@
 //! subprotocol's `run` as its own task.
 //!
 //! Tasks per peer: a read loop that routes each message by code to its protocol's
-//! bounded queue, a control loop (pings out, pongs back, pong deadline), one task per
-//! matched protocol, and a supervisor that ends them all on the first failure.
+//! bounded queue, one task per matched protocol, and a supervisor that sends pings,
+//! answers them and watches the pong deadline while it waits, and ends them all on the
+//! first failure.
 //!
 //! **The write-start token.** Every write (protocol messages, pings, pongs, the final
 //! Disconnect) goes through one per-peer async mutex around the link's writer. Holding

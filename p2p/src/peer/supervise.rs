@@ -1,6 +1,7 @@
-//! Starting a peer and supervising its tasks: the read loop, the control loop and one
-//! task per matched protocol, all ended on the first failure, with the Disconnect sent
-//! and the end published once they are done.
+//! Starting a peer and supervising its tasks: the read loop and one task per matched
+//! protocol, all ended on the first failure, with the Disconnect sent and the end
+//! published once they are done. The supervisor itself keeps the peer alive (pings out,
+//! pongs back, the pong deadline) while it waits.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::inbox::Inbox;
-use super::liveness::control_loop;
+use super::liveness::Liveness;
 use super::metrics::ProtoCounters;
 use super::read_loop::{read_loop, Route};
 use super::{
@@ -27,7 +28,7 @@ use crate::session::send_disconnect;
 
 impl Peer {
     /// Start a peer on a link whose Hellos were exchanged: match capabilities, and spawn the
-    /// read loop, control loop and one task per matched protocol. With no capability in
+    /// read loop and one task per matched protocol. With no capability in
     /// common the remote is sent "useless peer" (0x03) and an error is returned.
     pub async fn start(
         mut conn: Conn,
@@ -143,13 +144,12 @@ async fn supervise(
     let read_task = tokio::spawn(
         read_loop(shared.clone(), reader, routes, ping_tx, pong_seen.clone()).in_current_span(),
     );
-    let control_task =
-        tokio::spawn(control_loop(shared.clone(), ping_rx, pong_seen).in_current_span());
-    // Should this task unwind anyway, the guard still ends the peer's other tasks and
+    let mut liveness = Liveness::new(&shared, ping_rx, pong_seen);
+    // Should this task unwind anyway, the guard still ends the peer's read loop and
     // publishes the end (the protocol tasks end when the JoinSet below is dropped).
     let guard = SuperviseGuard {
         shared: shared.clone(),
-        tasks: [read_task.abort_handle(), control_task.abort_handle()],
+        read_task: read_task.abort_handle(),
     };
 
     let mut protos = JoinSet::new();
@@ -181,12 +181,17 @@ async fn supervise(
         );
     }
 
-    // Wait for the first failure (or a protocol ending, which also closes).
-    tokio::select! {
-        _ = shared.closing.cancelled() => {}
-        // A protocol task that panicked never called close(): treat as a subprotocol error.
-        Some(Err(e)) = protos.join_next() => {
-            shared.close(DisconnectReason::SubprotocolError, false, format!("protocol task failed: {e}"));
+    // Keep the peer alive (pings, pongs) until the first failure, or a protocol ending,
+    // which also closes.
+    loop {
+        tokio::select! {
+            _ = shared.closing.cancelled() => break,
+            // A protocol task that panicked never called close(): a subprotocol error.
+            Some(Err(e)) = protos.join_next() => {
+                shared.close(DisconnectReason::SubprotocolError, false, format!("protocol task failed: {e}"));
+                break;
+            }
+            alive = liveness.step(&shared) => if !alive { break },
         }
     }
     let reason = shared.close_reason().unwrap_or(CloseReason {
@@ -198,9 +203,7 @@ async fn supervise(
     // Stop reading first: this drops the protocol queues' senders, so every ProtoRw::read
     // returns PeerClosed and protocols can wind down.
     read_task.abort();
-    control_task.abort();
     let _ = read_task.await;
-    let _ = control_task.await;
 
     // Tell the remote why, unless it told us or the link itself is broken.
     let send = !reason.remote && reason.reason != DisconnectReason::TcpSubsystemError;
@@ -232,12 +235,12 @@ async fn supervise(
     drop(guard);
 }
 
-/// Ends a peer whose supervisor unwinds: aborts its read and control loops, records a
+/// Ends a peer whose supervisor unwinds: aborts its read loop, records a
 /// subprotocol error (0x10) and publishes the end so [`Peer::closed`] returns and the
 /// server frees the slot. A no-op after a normal end.
 struct SuperviseGuard {
     shared: Arc<Shared>,
-    tasks: [tokio::task::AbortHandle; 2],
+    read_task: tokio::task::AbortHandle,
 }
 
 impl Drop for SuperviseGuard {
@@ -245,9 +248,7 @@ impl Drop for SuperviseGuard {
         if self.shared.done.borrow().is_some() {
             return;
         }
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.read_task.abort();
         self.shared.close(
             DisconnectReason::SubprotocolError,
             false,
