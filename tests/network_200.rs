@@ -8,7 +8,7 @@
 //! other 199. The summary line (`network_200: …`, shown with `--nocapture`) reports the
 //! time to a connected network and to full outbound quotas, and UDP packets per node.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use p2p::discover::v4::Bootnode;
 use p2p::node::NodeId;
 use p2p::peer::Direction;
 use p2p::server::{Discovery, PeerEvent, Server, ServerConfig};
+use p2p::testkit::is_connected;
 use protocols::chat::{ChatEvent, ChatRoom};
 use tokio::sync::mpsc;
 
@@ -91,23 +92,6 @@ fn raise_fd_limit(want: u64) {
     assert!(ok, "setrlimit to {want} failed");
 }
 
-/// Whether every node of `graph` is reachable from the first.
-fn connected(graph: &HashMap<NodeId, HashSet<NodeId>>) -> bool {
-    let Some(start) = graph.keys().next() else {
-        return true;
-    };
-    let mut seen = HashSet::from([*start]);
-    let mut queue = VecDeque::from([*start]);
-    while let Some(n) = queue.pop_front() {
-        for m in graph.get(&n).into_iter().flatten() {
-            if seen.insert(*m) {
-                queue.push_back(*m);
-            }
-        }
-    }
-    seen.len() == graph.len()
-}
-
 /// Undirected graph over every node, with an edge for each pair `edges` names.
 fn graph(nodes: &[Node], edges: impl Fn(&Node) -> Vec<NodeId>) -> HashMap<NodeId, HashSet<NodeId>> {
     let mut g: HashMap<NodeId, HashSet<NodeId>> = nodes
@@ -175,7 +159,7 @@ async fn two_hundred_nodes_from_one_bootnode_form_one_network_and_flood_a_line()
             }
         }
         let counts = sample(&nodes, max_dialed, max_inbound);
-        if counts.iter().all(|(i, o)| i + o > 0) && connected(&graph(&nodes, peers_of)) {
+        if counts.iter().all(|(i, o)| i + o > 0) && is_connected(&graph(&nodes, peers_of)) {
             meshed = Some(started.elapsed());
             break;
         }
@@ -219,7 +203,7 @@ async fn two_hundred_nodes_from_one_bootnode_form_one_network_and_flood_a_line()
             .collect()
     };
     let chat_deadline = Instant::now() + FLOOD_DEADLINE;
-    while !connected(&graph(&nodes, chat_links)) {
+    while !is_connected(&graph(&nodes, chat_links)) {
         assert!(
             Instant::now() < chat_deadline,
             "the chat links never formed a connected graph"

@@ -106,3 +106,59 @@ mod tests {
         assert!(fd_soft_limit().unwrap() >= 64);
     }
 }
+
+/// An undirected graph of nodes: each node's set of neighbours.
+pub type Graph = std::collections::HashMap<crate::NodeId, std::collections::HashSet<crate::NodeId>>;
+
+/// The peer graph of running servers: one node per server, an edge for every peer a server
+/// lists (both directions, so a link one side has not yet registered still counts).
+pub fn peer_graph(servers: &[crate::Server]) -> Graph {
+    let mut graph: Graph = servers
+        .iter()
+        .map(|s| (s.id(), Default::default()))
+        .collect();
+    for server in servers {
+        for peer in server.peers() {
+            graph.entry(server.id()).or_default().insert(peer.id());
+            graph.entry(peer.id()).or_default().insert(server.id());
+        }
+    }
+    graph
+}
+
+/// Whether every node of `graph` is reachable from any one (true for an empty graph).
+pub fn is_connected(graph: &Graph) -> bool {
+    let Some(start) = graph.keys().next() else {
+        return true;
+    };
+    let mut seen = std::collections::HashSet::from([*start]);
+    let mut queue = std::collections::VecDeque::from([*start]);
+    while let Some(node) = queue.pop_front() {
+        for next in graph.get(&node).into_iter().flatten() {
+            if seen.insert(*next) {
+                queue.push_back(*next);
+            }
+        }
+    }
+    seen.len() == graph.len()
+}
+
+#[cfg(test)]
+mod graph_tests {
+    use super::*;
+    use crate::NodeId;
+
+    #[test]
+    fn connectivity_follows_the_edges() {
+        let id = |b: u8| NodeId([b; 64]);
+        let mut graph = Graph::new();
+        graph.entry(id(1)).or_default().insert(id(2));
+        graph.entry(id(2)).or_default().insert(id(1));
+        graph.entry(id(3)).or_default();
+        assert!(!is_connected(&graph), "node 3 has no edge");
+        graph.entry(id(3)).or_default().insert(id(2));
+        graph.entry(id(2)).or_default().insert(id(3));
+        assert!(is_connected(&graph));
+        assert!(is_connected(&Graph::new()));
+    }
+}

@@ -1,13 +1,12 @@
 //! Discovery wired into the server: nodes on distinct loopback addresses, one bootnode,
 //! grow into one connected network within the peer limits.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use p2p::discover::v4::Bootnode;
-use p2p::node::NodeId;
 use p2p::protocol::Protocol;
 use p2p::server::{Discovery, PeerEvent, Server, ServerConfig};
+use p2p::testkit::{is_connected, peer_graph};
 use secp256k1::SecretKey;
 
 const NODES: u8 = 16;
@@ -37,34 +36,6 @@ fn config(n: u8, bootnodes: Vec<Bootnode>) -> ServerConfig {
     cfg
 }
 
-/// Whether the peer graph (edges from every node's peer list) reaches every node.
-fn connected(graph: &HashMap<NodeId, Vec<NodeId>>) -> bool {
-    let Some(start) = graph.keys().next() else {
-        return true;
-    };
-    let mut seen = HashSet::from([*start]);
-    let mut queue = VecDeque::from([*start]);
-    while let Some(n) = queue.pop_front() {
-        for m in graph.get(&n).into_iter().flatten() {
-            if seen.insert(*m) {
-                queue.push_back(*m);
-            }
-        }
-    }
-    seen.len() == graph.len()
-}
-
-fn graph(servers: &[Server]) -> HashMap<NodeId, Vec<NodeId>> {
-    let mut g: HashMap<NodeId, Vec<NodeId>> = servers.iter().map(|s| (s.id(), vec![])).collect();
-    for s in servers {
-        for p in s.peers() {
-            g.entry(s.id()).or_default().push(p.id());
-            g.entry(p.id()).or_default().push(s.id());
-        }
-    }
-    g
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_from_one_bootnode_grow_into_a_connected_network() {
     let started = Instant::now();
@@ -87,8 +58,8 @@ async fn nodes_from_one_bootnode_grow_into_a_connected_network() {
         for s in &servers {
             assert!(s.peers().len() <= MAX_PEERS, "a node exceeds max peers");
         }
-        let g = graph(&servers);
-        if servers.iter().all(|s| !s.peers().is_empty()) && connected(&g) {
+        let g = peer_graph(&servers);
+        if servers.iter().all(|s| !s.peers().is_empty()) && is_connected(&g) {
             meshed = Some(started.elapsed());
             break;
         }

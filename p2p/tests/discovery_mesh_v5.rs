@@ -2,13 +2,14 @@
 //! bootnode record into one connected network; and with `Discovery::Both` a node bridges
 //! discv4-only and discv5-only nodes into one network.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use p2p::discover::Bootnode;
 use p2p::node::NodeId;
 use p2p::protocol::Protocol;
 use p2p::server::{Discovery, PeerEvent, Server, ServerConfig};
+use p2p::testkit::{is_connected, peer_graph};
 use secp256k1::SecretKey;
 
 /// Two outbound slots each (one in three), as in the discv4 mesh test.
@@ -39,34 +40,6 @@ fn config(net: u8, n: u8, discovery: Discovery, bootnodes: Vec<Bootnode>) -> Ser
     cfg
 }
 
-/// Whether the peer graph (edges from every node's peer list) reaches every node.
-fn connected(graph: &HashMap<NodeId, Vec<NodeId>>) -> bool {
-    let Some(start) = graph.keys().next() else {
-        return true;
-    };
-    let mut seen = HashSet::from([*start]);
-    let mut queue = VecDeque::from([*start]);
-    while let Some(n) = queue.pop_front() {
-        for m in graph.get(&n).into_iter().flatten() {
-            if seen.insert(*m) {
-                queue.push_back(*m);
-            }
-        }
-    }
-    seen.len() == graph.len()
-}
-
-fn graph(servers: &[Server]) -> HashMap<NodeId, Vec<NodeId>> {
-    let mut g: HashMap<NodeId, Vec<NodeId>> = servers.iter().map(|s| (s.id(), vec![])).collect();
-    for s in servers {
-        for p in s.peers() {
-            g.entry(s.id()).or_default().push(p.id());
-            g.entry(p.id()).or_default().push(s.id());
-        }
-    }
-    g
-}
-
 /// Waits until every node has a peer and the peer graph is connected, checking the peer
 /// limit all along; returns how long it took.
 async fn wait_for_network(servers: &[Server]) -> Option<Duration> {
@@ -75,7 +48,7 @@ async fn wait_for_network(servers: &[Server]) -> Option<Duration> {
         for s in servers {
             assert!(s.peers().len() <= MAX_PEERS, "a node exceeds max peers");
         }
-        if servers.iter().all(|s| !s.peers().is_empty()) && connected(&graph(servers)) {
+        if servers.iter().all(|s| !s.peers().is_empty()) && is_connected(&peer_graph(servers)) {
             return Some(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
