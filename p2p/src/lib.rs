@@ -14,12 +14,13 @@
 //!   -> base       Hello / Disconnect / Ping / Pong codecs
 //!   -> conn       an established link: ConnReader / ConnWriter      -> RawMessage
 //!   -> session    Hello exchange, identity checks, snappy switch    -> their Hello
-//!   -> capability capability matching and code offsets             -> SharedCapability
+//!   -> capability capability matching and code offsets (private; re-exported by protocol)
 //!   -> peer       read loop, write-start token, ping/pong, budgets  -> Peer, ProtoRw
 //!   -> protocol   Protocol { name, version, length, run }
 //!   -> server     listen, dial, limits, static/trusted peers, events
 //!
-//! beside the server: discover (discv4, discv5), record (ENR), nat (port mapping);
+//! beside the server: discover (discv4 on the transport's datagrams, discv5 on host UDP),
+//! record (ENR), nat (port mapping);
 //! for tests: pipe (in-memory links), testkit; keccak picks the Keccak-256 backend
 //! ```
 //!
