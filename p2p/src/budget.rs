@@ -48,6 +48,21 @@ struct BudgetInner {
     holders: Mutex<HashMap<u64, Weak<HolderInner>>>,
     next_id: AtomicU64,
     released: Notify,
+    /// Chargers waiting for room. A release notifies only when there are some: every
+    /// message read releases bytes, and `notify_waiters` takes a node-wide lock each time.
+    waiting: AtomicUsize,
+}
+
+impl BudgetInner {
+    /// `n` bytes are free again: wake the chargers waiting for room, if any.
+    fn give_back(&self, n: usize) {
+        // SeqCst with the waiters' count: a charger either counts itself before this
+        // load (and is notified) or retries after the subtraction (and sees the room).
+        self.used.fetch_sub(n, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.released.notify_waiters();
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryBudget {
@@ -75,6 +90,7 @@ impl MemoryBudget {
                 holders: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
                 released: Notify::new(),
+                waiting: AtomicUsize::new(0),
             }),
         }
     }
@@ -117,10 +133,18 @@ impl Drop for HolderInner {
         // Whatever is still counted belongs to nobody any more.
         let held = self.held.swap(0, Ordering::AcqRel);
         if held > 0 {
-            self.budget.used.fetch_sub(held, Ordering::AcqRel);
-            self.budget.released.notify_waiters();
+            self.budget.give_back(held);
         }
         lock(&self.budget.holders).remove(&self.id);
+    }
+}
+
+/// A charger counted among those waiting for room, until dropped.
+struct Waiting<'a>(&'a BudgetInner);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -155,8 +179,7 @@ impl Holder {
             return;
         }
         self.inner.held.fetch_sub(n, Ordering::AcqRel);
-        self.inner.budget.used.fetch_sub(n, Ordering::AcqRel);
-        self.inner.budget.released.notify_waiters();
+        self.inner.budget.give_back(n);
     }
 
     fn add(&self, n: usize) {
@@ -173,7 +196,7 @@ impl Holder {
         let held = self.held();
         let fits = budget
             .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
                 used.checked_add(n).filter(|&u| u <= budget.limit)
             })
             .is_ok();
@@ -232,9 +255,16 @@ impl Holder {
     /// Charge `n` bytes, waiting (up to `wait`) for room after evicting the largest holder.
     /// Refused when this holder would be the largest, or when no room appears in time.
     pub(crate) async fn charge(&self, n: usize, wait: Duration) -> Result<Charge, BudgetExceeded> {
+        // Almost always there is room: then no clock read and no waiter registration.
+        if let Some(charge) = self.try_charge(n)? {
+            return Ok(charge);
+        }
         let deadline = tokio::time::Instant::now() + wait;
+        let budget = &self.inner.budget;
+        budget.waiting.fetch_add(1, Ordering::SeqCst);
+        let _counted = Waiting(budget);
         loop {
-            let released = self.inner.budget.released.notified();
+            let released = budget.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
             match self.try_charge(n) {
@@ -243,7 +273,6 @@ impl Holder {
                 Err(e) => return Err(e),
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
-                let budget = &self.inner.budget;
                 return Err(BudgetExceeded {
                     claim: n,
                     held: self.held(),
