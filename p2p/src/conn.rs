@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use secp256k1::SecretKey;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod read_buf;
+mod stream;
 
 use read_buf::LazyBufReader;
+use stream::{BoxRead, BoxWrite};
+pub use stream::{BoxedStream, ByteStream};
 
 use crate::base::{DisconnectReason, BASE_PROTOCOL_LENGTH, DISCONNECT, PONG};
 use crate::budget::{BudgetExceeded, Charge, Holder};
@@ -100,10 +103,6 @@ pub struct RawMessage {
     pub charged: usize,
 }
 
-/// A boxed byte stream half, so the layers above need no generics.
-type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
-type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
-
 /// An encrypted link whose handshake has completed; split it to use it.
 pub struct Conn {
     /// The authenticated remote node id.
@@ -131,7 +130,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Conn, ConnError>
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: ByteStream,
     {
         let secrets = tokio::time::timeout(timeout, ecies::initiate(&mut io, key, remote))
             .await
@@ -142,7 +141,7 @@ impl Conn {
     /// Listen side: run the recipient handshake on `io`, within `timeout`.
     pub async fn accept<S>(mut io: S, key: &SecretKey, timeout: Duration) -> Result<Conn, ConnError>
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: ByteStream,
     {
         let secrets = tokio::time::timeout(timeout, ecies::accept(&mut io, key))
             .await
@@ -153,9 +152,9 @@ impl Conn {
     /// Build the link from handshake secrets (also used by tests with fixed secrets).
     pub fn from_secrets<S>(io: S, secrets: ecies::Secrets) -> Conn
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: ByteStream,
     {
-        let (r, w) = tokio::io::split(io);
+        let (r, w) = Box::new(io).split_halves();
         let opener = FrameOpener::new(
             &secrets.aes_secret,
             &secrets.mac_secret,
@@ -165,13 +164,13 @@ impl Conn {
         Conn {
             remote_id: secrets.remote_id,
             reader: ConnReader {
-                io: LazyBufReader::new(Box::new(r) as BoxRead),
+                io: LazyBufReader::new(r),
                 opener,
                 snappy: None,
                 budget: None,
             },
             writer: ConnWriter {
-                io: Box::new(w),
+                io: w,
                 sealer,
                 buf: BytesMut::with_capacity(1024),
                 id: BytesMut::with_capacity(9),

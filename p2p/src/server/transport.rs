@@ -27,15 +27,8 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;
-use tokio::io::{AsyncRead, AsyncWrite};
 
-/// An ordered, reliable, bidirectional byte stream: what a link runs on.
-pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
-
-/// A byte stream of any transport.
-pub type BoxedStream = Box<dyn ByteStream>;
+pub use crate::conn::{BoxedStream, ByteStream};
 
 /// Where a server listens and how it dials.
 pub trait Transport: Send + Sync + 'static {
