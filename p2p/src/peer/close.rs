@@ -1,5 +1,7 @@
 //! Why a peer ends: the first reason recorded wins, and closing starts with it.
 
+use std::sync::atomic::Ordering;
+
 use serde::Serialize;
 use tracing::debug;
 
@@ -39,7 +41,17 @@ impl Shared {
         {
             debug!(%reason, remote, %detail, "peer closing");
         }
+        self.closed.store(true, Ordering::Release);
+        // Readers waiting on an empty queue see the flag when woken.
+        for inbox in &self.inboxes {
+            inbox.wake_reader();
+        }
         self.closing.cancel();
+    }
+
+    /// Whether the peer has started closing (one atomic load).
+    pub(super) fn is_closing(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Why the peer ends, once a reason has been recorded.

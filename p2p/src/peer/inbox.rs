@@ -71,14 +71,15 @@ impl Inbox {
         Ok(())
     }
 
-    /// Messages waiting now.
-    pub(super) fn len(&self) -> usize {
-        self.state().queue.len()
+    /// Wake the reader (if waiting) to look again: the peer is closing.
+    pub(super) fn wake_reader(&self) {
+        self.reader.wake();
     }
 
-    /// The most messages it holds.
-    pub(super) fn max(&self) -> usize {
-        self.state().max
+    /// Whether more than half of its slots are taken.
+    pub(super) fn over_half_full(&self) -> bool {
+        let state = self.state();
+        state.queue.len() > state.max / 2
     }
 
     /// The next message; `Ready(None)` once closed and empty. Only the one reader may poll.
@@ -99,6 +100,7 @@ impl Inbox {
     }
 
     /// The next message, or `None` once closed and empty.
+    #[cfg(test)]
     pub(super) async fn recv(&self) -> Option<Msg> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -140,7 +142,8 @@ mod tests {
         for code in 0..3 {
             assert_eq!(inbox.recv().await.map(|m| m.code), Some(code));
         }
-        assert_eq!(inbox.len(), 0);
+        assert!(!inbox.over_half_full());
+        assert_eq!(inbox.state().queue.len(), 0);
     }
 
     #[tokio::test]

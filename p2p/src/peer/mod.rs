@@ -4,7 +4,11 @@
 //! Tasks per peer: a read loop that routes each message by code to its protocol's
 //! bounded queue, one task per matched protocol, and a supervisor that sends pings,
 //! answers them and watches the pong deadline while it waits, and ends them all on the
-//! first failure.
+//! first failure. Whoever started the peer (the server) learns of its end through a hook
+//! the supervisor runs, not through a task of its own waiting for it.
+//!
+//! **Closing** sets a flag and wakes every protocol waiting on its queue: a read or a write
+//! checks one atomic instead of polling a cancellation future, which takes a lock per call.
 //!
 //! **The write-start token.** Every write (protocol messages, pings, pongs, the final
 //! Disconnect) goes through one per-peer async mutex around the link's writer. Holding
@@ -30,7 +34,7 @@ mod supervise;
 mod token;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -102,7 +106,14 @@ struct Shared {
     /// The write-start token: hold the guard to write one message.
     writer: tokio::sync::Mutex<ConnWriter>,
     closing: CancellationToken,
+    /// Set (before `closing` is cancelled) by the first close: a flag any task can read
+    /// without the token's lock.
+    closed: AtomicBool,
+    /// Every protocol's inbound queue, so that closing wakes their readers.
+    inboxes: Vec<rw::Inbox>,
     close_reason: OnceLock<CloseReason>,
+    /// The hook to run at the end, and whether the end has come.
+    end: std::sync::Mutex<End>,
     done: watch::Sender<Option<CloseReason>>,
     base_counters: ProtoCounters,
     counters: Vec<Arc<ProtoCounters>>,
@@ -125,6 +136,42 @@ impl Shared {
                 received,
             });
         }
+    }
+}
+
+/// A hook run once a peer has ended, with the peer and why. Given the peer rather than
+/// holding a handle, so the hook kept inside the peer makes no reference cycle.
+type EndHook = Box<dyn FnOnce(&Peer, &CloseReason) + Send>;
+
+/// The end of a peer as its hook sees it.
+#[derive(Default)]
+struct End {
+    hook: Option<EndHook>,
+    ended: Option<CloseReason>,
+}
+
+impl Shared {
+    /// The peer has ended (all of its tasks are done): run the end hook, then publish the
+    /// end, so that whoever `closed()` wakes sees the hook's work done. Only the first call
+    /// counts.
+    fn finish(self: &Arc<Self>, reason: CloseReason) {
+        let hook = {
+            let mut end = self.end.lock().unwrap_or_else(|e| e.into_inner());
+            if end.ended.is_some() {
+                return;
+            }
+            end.ended = Some(reason.clone());
+            end.hook.take()
+        };
+        if let Some(hook) = hook {
+            hook(
+                &Peer {
+                    shared: self.clone(),
+                },
+                &reason,
+            );
+        }
+        self.done.send_replace(Some(reason));
     }
 }
 
@@ -236,7 +283,25 @@ impl Peer {
 
     /// Whether the peer has started closing.
     pub fn is_closing(&self) -> bool {
-        self.shared.closing.is_cancelled()
+        self.shared.is_closing()
+    }
+
+    /// Run `hook` once the peer has ended and all of its tasks have finished (at once if it
+    /// already has), in the peer's own task and before [`Peer::closed`] returns. The server
+    /// frees the peer's slot this way, without a task per peer waiting for the end.
+    /// A hook set later replaces an earlier one that has not run.
+    pub(crate) fn on_end(&self, hook: impl FnOnce(&Peer, &CloseReason) + Send + 'static) {
+        let ended = {
+            let mut end = self.shared.end.lock().unwrap_or_else(|e| e.into_inner());
+            match &end.ended {
+                Some(reason) => reason.clone(),
+                None => {
+                    end.hook = Some(Box::new(hook));
+                    return;
+                }
+            }
+        };
+        hook(self, &ended);
     }
 
     /// Wait until the peer has ended and all of its tasks have finished; returns why it ended.

@@ -161,7 +161,7 @@ async fn route(
 /// When the protocol falls far behind, let it run: on a busy runtime an eager read loop
 /// could otherwise fill its queue (and breach its budget) without ever giving it a turn.
 async fn make_way(route: &Route) {
-    if route.inbox.len() > route.inbox.max() / 2
+    if route.inbox.over_half_full()
         || route.queued_bytes.load(Ordering::Acquire) > route.limits.max_bytes / 2
     {
         tokio::task::yield_now().await;

@@ -1,13 +1,11 @@
 //! A protocol's view of its peer: read its own messages, write through the token.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::metrics::ProtoCounters;
 use super::Peer;
@@ -32,8 +30,6 @@ pub struct ProtoRw {
     inbox: Inbox,
     queued_bytes: Arc<AtomicUsize>,
     writer: ProtoWriter,
-    /// The peer's closing signal, kept between polls when read as a [`Stream`].
-    closing: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 /// The writing half of a [`ProtoRw`]; cheap to clone, so several tasks of one protocol
@@ -61,22 +57,36 @@ impl ProtoRw {
                 cap: Arc::new(cap),
                 counters,
             },
-            closing: None,
         }
     }
 
     /// The next message of this protocol. Fails with [`ProtocolError::PeerClosed`] once the
     /// peer is closing.
     pub async fn read(&mut self) -> Result<Msg, ProtocolError> {
+        std::future::poll_fn(|cx| self.poll_read(cx))
+            .await
+            .ok_or(ProtocolError::PeerClosed)
+    }
+
+    /// The next message, or `None` once the peer is closing: closing wins over queued
+    /// messages. The closing flag is one atomic load, and closing wakes every waiting
+    /// reader, so a read needs no closing future of its own (a lock on the cancellation
+    /// token per read).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg>> {
         let shared = &self.writer.peer.shared;
-        let msg = tokio::select! {
-            biased;
-            _ = shared.closing.cancelled() => None,
-            msg = self.inbox.recv() => msg,
-        };
-        let msg = msg.ok_or(ProtocolError::PeerClosed)?;
-        release(&self.writer.peer, &self.queued_bytes, msg.payload.len());
-        Ok(msg)
+        if shared.is_closing() {
+            return Poll::Ready(None);
+        }
+        match self.inbox.poll_recv(cx) {
+            Poll::Ready(Some(msg)) => {
+                release(&self.writer.peer, &self.queued_bytes, msg.payload.len());
+                Poll::Ready(Some(msg))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            // Closed between the first look and registering: its wake may have been missed.
+            Poll::Pending if shared.is_closing() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Write one message (see [`ProtoWriter::write`]).
@@ -105,22 +115,7 @@ impl Stream for ProtoRw {
     type Item = Msg;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Msg>> {
-        let this = self.get_mut();
-        // Closing wins over queued messages, as in `read`.
-        let closing = this.closing.get_or_insert_with(|| {
-            Box::pin(this.writer.peer.shared.closing.clone().cancelled_owned())
-        });
-        if closing.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        match this.inbox.poll_recv(cx) {
-            Poll::Ready(Some(msg)) => {
-                release(&this.writer.peer, &this.queued_bytes, msg.payload.len());
-                Poll::Ready(Some(msg))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+        self.get_mut().poll_read(cx)
     }
 }
 

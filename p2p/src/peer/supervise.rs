@@ -3,7 +3,7 @@
 //! published once they are done. The supervisor itself keeps the peer alive (pings out,
 //! pongs back, the pong deadline) while it waits.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +21,7 @@ use super::{
 };
 use crate::base::{Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH};
 use crate::budget::MemoryBudget;
-use crate::capability::match_capabilities;
+use crate::capability::{match_capabilities, SharedCapability};
 use crate::conn::{Conn, ConnReader};
 use crate::protocol::Protocol;
 use crate::session::send_disconnect;
@@ -59,16 +59,36 @@ impl Peer {
             .unwrap_or_else(|| MemoryBudget::new(usize::MAX))
             .holder();
         conn.reader.set_budget(budget.clone());
+        // Each matched protocol's queue, made first: closing the peer wakes their readers.
+        let lanes: Vec<Lane> = matched
+            .into_iter()
+            .zip(counters.iter().cloned())
+            .filter_map(|(cap, counters)| {
+                let proto = protocols
+                    .iter()
+                    .find(|p| p.name == cap.name && p.version == cap.version)?;
+                Some(Lane {
+                    inbox: Arc::new(Inbox::new(proto.inbound_limits.max_messages)),
+                    queued_bytes: Arc::new(AtomicUsize::new(0)),
+                    proto: proto.clone(),
+                    cap,
+                    counters,
+                })
+            })
+            .collect();
         let shared = Arc::new(Shared {
             info,
             hello: their_hello,
-            protocols: matched.clone(),
+            protocols: lanes.iter().map(|l| l.cap.clone()).collect(),
             connected_since: SystemTime::now(),
             snappy: conn.writer.snappy_enabled(),
             config,
             writer: tokio::sync::Mutex::new(conn.writer),
             closing: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            inboxes: lanes.iter().map(|l| l.inbox.clone()).collect(),
             close_reason: OnceLock::new(),
+            end: Default::default(),
             done,
             base_counters: ProtoCounters::new("p2p", 5, BASE_PROTOCOL_LENGTH),
             counters: counters.clone(),
@@ -79,27 +99,24 @@ impl Peer {
         watch_budget(&shared);
         let peer = Peer { shared };
 
-        let mut routes = Vec::with_capacity(matched.len());
-        let mut rws = Vec::with_capacity(matched.len());
-        for (cap, counters) in matched.into_iter().zip(counters) {
-            let Some(proto) = protocols
-                .iter()
-                .find(|p| p.name == cap.name && p.version == cap.version)
-            else {
-                continue;
-            };
-            let limits = proto.inbound_limits;
-            let queued_bytes = Arc::new(AtomicUsize::new(0));
-            let inbox = Arc::new(Inbox::new(limits.max_messages));
+        let mut routes = Vec::with_capacity(lanes.len());
+        let mut rws = Vec::with_capacity(lanes.len());
+        for lane in lanes {
             routes.push(Route {
-                cap: cap.clone(),
-                inbox: inbox.clone(),
-                queued_bytes: queued_bytes.clone(),
-                limits,
-                counters: counters.clone(),
+                cap: lane.cap.clone(),
+                inbox: lane.inbox.clone(),
+                queued_bytes: lane.queued_bytes.clone(),
+                limits: lane.proto.inbound_limits,
+                counters: lane.counters.clone(),
             });
-            let rw = ProtoRw::new(peer.clone(), cap, inbox, queued_bytes, counters);
-            rws.push((proto.clone(), rw));
+            let rw = ProtoRw::new(
+                peer.clone(),
+                lane.cap,
+                lane.inbox,
+                lane.queued_bytes,
+                lane.counters,
+            );
+            rws.push((lane.proto, rw));
         }
 
         let span = info_span!(
@@ -113,6 +130,16 @@ impl Peer {
         tokio::spawn(supervise(peer.clone(), reader, routes, rws).instrument(span));
         Ok(peer)
     }
+}
+
+/// One matched protocol while the peer is being built: its queue and byte count, shared by
+/// the read loop's route and the protocol's handle.
+struct Lane {
+    cap: SharedCapability,
+    proto: Protocol,
+    counters: Arc<ProtoCounters>,
+    inbox: Arc<Inbox>,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 /// When the node budget is full and this peer holds the most, it is disconnected with
@@ -231,7 +258,7 @@ async fn supervise(
         protos.shutdown().await;
     }
     debug!(%reason, "peer ended");
-    shared.done.send_replace(Some(reason));
+    shared.finish(reason);
     drop(guard);
 }
 
@@ -254,7 +281,8 @@ impl Drop for SuperviseGuard {
             false,
             "peer supervisor failed",
         );
-        let reason = self.shared.close_reason();
-        self.shared.done.send_replace(reason);
+        if let Some(reason) = self.shared.close_reason() {
+            self.shared.finish(reason);
+        }
     }
 }

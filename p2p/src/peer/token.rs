@@ -11,13 +11,17 @@ impl Shared {
     /// Returns the frame-data size, or `None` when the peer is closing or the write failed
     /// (a failed or timed-out write ends the peer).
     pub(super) async fn write_message(&self, wire_code: u64, payload: &[u8]) -> Option<usize> {
-        let mut writer = tokio::select! {
-            biased;
-            _ = self.closing.cancelled() => return None,
-            w = self.writer.lock() => w,
+        // Free most of the time: taken without a closing future (a lock on the token's tree).
+        let mut writer = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(_) => tokio::select! {
+                biased;
+                _ = self.closing.cancelled() => return None,
+                w = self.writer.lock() => w,
+            },
         };
         // The token may have been handed over just as the peer started closing.
-        if self.closing.is_cancelled() {
+        if self.is_closing() {
             return None;
         }
         let detail = match within(self.config.write_timeout, writer.write(wire_code, payload)).await

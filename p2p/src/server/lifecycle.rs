@@ -114,18 +114,21 @@ impl Server {
                 .collect(),
         });
         info!(peer = %hex::encode(&peer.id().0[..8]), ?addr, ?direction, client = peer.client_id(), "peer added");
-        let s = self.clone();
-        let watched = peer.clone();
-        self.spawn(async move {
-            let reason = watched.closed().await;
-            s.inner.metrics.peer_ended(reason.reason, reason.remote);
-            merge_into(&mut lock(&s.inner.finished_traffic), &watched.traffic());
+        // Run by the peer's own task as it ends (no watcher task per peer): the slot is free
+        // and Dropped sent before `closed()` returns. Weak: the server may be gone by then.
+        let server = std::sync::Arc::downgrade(&self.inner);
+        peer.on_end(move |watched, reason| {
+            let Some(inner) = server.upgrade() else {
+                return;
+            };
+            inner.metrics.peer_ended(reason.reason, reason.remote);
+            merge_into(&mut lock(&inner.finished_traffic), &watched.traffic());
             // Only remove our own entry: a newer connection may have taken the id.
-            lock(&s.inner.admission).remove(&watched.id(), |p| p.same(&watched));
+            lock(&inner.admission).remove(&watched.id(), |p| p.same(watched));
             info!(peer = %hex::encode(&watched.id().0[..8]), %reason, "peer dropped");
-            let _ = s.inner.events.send(PeerEvent::Dropped {
+            let _ = inner.events.send(PeerEvent::Dropped {
                 id: watched.id(),
-                reason,
+                reason: reason.clone(),
             });
         });
         Ok(peer)
@@ -168,8 +171,8 @@ impl Server {
                 warn!(peer = ?peer.id(), "peer did not close in time");
             }
         }
-        // Tasks may still be spawned while we wait (a peer's watcher), so drain until
-        // the set stays empty; past the deadline, abort what is left.
+        // Tasks may still be spawned while we wait (a dial or lookup finishing), so drain
+        // until the set stays empty; past the deadline, abort what is left.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         loop {
             let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
