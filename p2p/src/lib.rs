@@ -84,6 +84,7 @@ pub mod base;
 pub mod budget;
 mod capability;
 pub mod conn;
+mod deadline;
 pub mod discover;
 pub mod ecies;
 pub mod frame;

@@ -9,6 +9,7 @@ use crate::base::{
     DisconnectReason, Hello, BASE_PROTOCOL_VERSION, DISCONNECT, HELLO, MAX_HELLO_SIZE,
 };
 use crate::conn::{Conn, ConnError, ConnWriter};
+use crate::deadline::within;
 use crate::frame::MAX_FRAME_SIZE;
 
 /// Default deadline for the Hello exchange.
@@ -54,7 +55,7 @@ impl SessionError {
 /// Send a Disconnect with `reason`, best effort and bounded in time.
 pub async fn send_disconnect(writer: &mut ConnWriter, reason: DisconnectReason) {
     let payload = reason.encode();
-    match tokio::time::timeout(DISCONNECT_WRITE_TIMEOUT, writer.write(DISCONNECT, &payload)).await {
+    match within(DISCONNECT_WRITE_TIMEOUT, writer.write(DISCONNECT, &payload)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => debug!(%reason, error = %e, "could not send disconnect"),
         Err(_) => debug!(%reason, "timed out sending disconnect"),

@@ -23,7 +23,6 @@
 
 mod close;
 mod config;
-mod deadline;
 mod inbox;
 mod liveness;
 mod metrics;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tracing::debug;
 
-use super::deadline::within;
 use super::inbox::PushError;
 use super::liveness::PingBucket;
 use super::metrics::ProtoCounters;
@@ -16,6 +15,7 @@ use crate::base::{DisconnectReason, BASE_PROTOCOL_LENGTH, HELLO, PING, PONG};
 use crate::budget::Charge;
 use crate::capability::SharedCapability;
 use crate::conn::{ConnReader, RawMessage};
+use crate::deadline::within;
 use crate::protocol::{InboundLimits, Msg};
 
 /// Where one matched protocol's messages go: its code range and its bounded queue.

@@ -23,6 +23,7 @@ use crate::base::{Capability, DisconnectReason, Hello, BASE_PROTOCOL_LENGTH};
 use crate::budget::MemoryBudget;
 use crate::capability::{match_capabilities, SharedCapability};
 use crate::conn::{Conn, ConnReader};
+use crate::deadline::within;
 use crate::protocol::Protocol;
 use crate::session::send_disconnect;
 
@@ -227,14 +228,16 @@ async fn supervise(
         detail: "closed".into(),
     });
 
-    // Stop reading first: this drops the protocol queues' senders, so every ProtoRw::read
-    // returns PeerClosed and protocols can wind down.
+    // Stop reading: the read loop's exit closes the protocol queues and gives what they
+    // hold back to the budget (protocols waiting to read were woken by `close`).
     read_task.abort();
     let _ = read_task.await;
 
     // Tell the remote why, unless it told us or the link itself is broken.
     let send = !reason.remote && reason.reason != DisconnectReason::TcpSubsystemError;
-    if let Ok(mut writer) = tokio::time::timeout(
+    // Each wait below arms its timer only if it has to wait (`within`): a peer's end is on
+    // the path of every short-lived connection.
+    if let Ok(mut writer) = within(
         crate::session::DISCONNECT_WRITE_TIMEOUT,
         shared.writer.lock(),
     )
@@ -243,11 +246,11 @@ async fn supervise(
         if send {
             send_disconnect(&mut writer, reason.reason).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
+        let _ = within(Duration::from_secs(1), writer.shutdown()).await;
     }
 
     let grace = shared.config.protocol_grace;
-    if tokio::time::timeout(grace, async { while protos.join_next().await.is_some() {} })
+    if within(grace, async { while protos.join_next().await.is_some() {} })
         .await
         .is_err()
     {

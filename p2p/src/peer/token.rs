@@ -2,9 +2,9 @@
 //! final Disconnect) holds the one per-peer async mutex around the link's writer, so
 //! exactly one message is on the wire at a time and waiters are served in FIFO order.
 
-use super::deadline::within;
 use super::Shared;
 use crate::base::DisconnectReason;
+use crate::deadline::within;
 
 impl Shared {
     /// Write one message (wire code) under the write-start token, within the write timeout.

@@ -1,9 +1,12 @@
-//! Deadlines for the per-message waits of a running peer, paid only when a wait happens.
+//! Deadlines paid only when a wait happens: for the per-message reads and writes of a
+//! running peer, and the writes of its end.
 //!
 //! `tokio::time::timeout` registers a timer (a clock read and a lock on the timer wheel)
 //! every call, and most reads (from the buffer) and writes (into the socket's buffer)
 //! complete on the first poll. So the future is polled once first; the timer is armed only
-//! if it has to wait.
+//! if it has to wait. Arming one is not only a lock: a deadline earlier than the one the
+//! runtime's timer is parked on wakes the thread parked there, another core on a small
+//! machine.
 
 use std::future::Future;
 use std::pin::pin;
@@ -11,7 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 /// `fut`'s output, or `Err(Elapsed)` when it has not completed within `limit`.
-pub(super) async fn within<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
+pub(crate) async fn within<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
     let mut fut = pin!(fut);
     if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
         return Ok(out);
@@ -21,7 +24,7 @@ pub(super) async fn within<F: Future>(limit: Duration, fut: F) -> Result<F::Outp
 
 /// The wait ran out of time.
 #[derive(Debug)]
-pub(super) struct Elapsed;
+pub(crate) struct Elapsed;
 
 #[cfg(test)]
 mod tests {
