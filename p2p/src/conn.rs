@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use secp256k1::SecretKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -172,7 +172,8 @@ impl Conn {
             writer: ConnWriter {
                 io: w,
                 sealer,
-                buf: BytesMut::with_capacity(1024),
+                // Allocated by the first write: an idle link holds no send buffer.
+                buf: BytesMut::new(),
                 id: BytesMut::with_capacity(9),
                 snappy: None,
             },
@@ -327,8 +328,19 @@ impl ConnWriter {
         self.snappy.is_some()
     }
 
-    /// Seal and write one message, returning the frame-data size (id + payload as sent).
+    /// Seal and write one message (after any queued before it), returning the frame-data
+    /// size (id + payload as sent).
     pub async fn write(&mut self, code: u64, payload: &[u8]) -> Result<usize, ConnError> {
+        let size = self.queue(code, payload)?;
+        self.flush_queued().await?;
+        Ok(size)
+    }
+
+    /// Seal one message into the send buffer without writing it, returning the frame-data
+    /// size. Frames leave in the order they were queued, at the next
+    /// [`ConnWriter::flush_queued`] (or [`ConnWriter::write`]): a run of small messages then
+    /// costs one write to the socket instead of one each.
+    pub fn queue(&mut self, code: u64, payload: &[u8]) -> Result<usize, ConnError> {
         self.id.clear();
         message::encode_id(code, &mut self.id);
         let data: &[u8] = match &mut self.snappy {
@@ -336,15 +348,31 @@ impl ConnWriter {
             None => payload,
         };
         let size = self.id.len() + data.len();
-        self.buf.clear();
         self.sealer.seal(&[&self.id, data], &mut self.buf)?;
-        self.io.write_all(&self.buf).await?;
-        self.io.flush().await?;
-        // Keep the buffer from holding on to a one-off giant frame forever.
-        if self.buf.capacity() > 256 * 1024 {
-            self.buf = BytesMut::with_capacity(1024);
-        }
         Ok(size)
+    }
+
+    /// Bytes sealed and not yet written.
+    pub fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Write everything queued. Cancel-safe: what was written is dropped from the buffer as
+    /// it goes, so a later call continues where this one stopped.
+    pub async fn flush_queued(&mut self) -> Result<(), ConnError> {
+        while !self.buf.is_empty() {
+            let n = self.io.write(&self.buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            self.buf.advance(n);
+        }
+        self.io.flush().await?;
+        // Keep the buffer from holding on to a one-off giant frame (or burst) forever.
+        if self.buf.capacity() > 256 * 1024 {
+            self.buf = BytesMut::new();
+        }
+        Ok(())
     }
 
     /// Shut the write side down (sends FIN on TCP).

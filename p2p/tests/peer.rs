@@ -42,6 +42,17 @@ async fn setup(
     config: PeerConfig,
 ) -> (Peer, Conn) {
     let (a, b) = tokio::io::duplex(64 * 1024);
+    setup_on(a, b, protocols, remote_caps, config).await
+}
+
+/// [`setup`] with the peer's side of the link on `a` and the remote's on `b`.
+async fn setup_on(
+    a: impl p2p::conn::ByteStream,
+    b: tokio::io::DuplexStream,
+    protocols: Vec<Protocol>,
+    remote_caps: &[(&str, u32)],
+    config: PeerConfig,
+) -> (Peer, Conn) {
     let (ka, kb) = (key(), key());
     let id_b = NodeId::from_secret(&kb);
     let (ca, cb) = tokio::join!(Conn::initiate(a, &ka, &id_b, T), Conn::accept(b, &kb, T));
@@ -638,4 +649,95 @@ async fn proto_rw_reads_as_a_stream_that_ends_when_the_peer_closes() {
         seen,
         vec![(1, b"\xc1\x01".to_vec()), (3, b"\xc1\x03".to_vec())]
     );
+}
+
+/// A stream that counts the writes that reach it.
+struct CountingWrites<S> {
+    inner: S,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingWrites<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Writes made in a burst (here 200 without the writer yielding) leave in order and in a
+/// handful of writes to the stream, not one each; answers to requests still flow after it.
+#[tokio::test]
+async fn a_burst_of_writes_is_coalesced_in_order_and_answers_still_flow() {
+    const BURST: u32 = 200;
+    let (a, b) = tokio::io::duplex(256 * 1024);
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = CountingWrites {
+        inner: a,
+        writes: writes.clone(),
+    };
+    let burst = Protocol::new("aa", 1, 2, |_peer, mut rw| async move {
+        let writer = rw.writer();
+        for i in 0..BURST {
+            writer.write(0, &i.to_be_bytes()).await?;
+        }
+        // Then answer each request: code 1 echoed back.
+        loop {
+            let msg = rw.read().await?;
+            rw.write(1, &msg.payload).await?;
+        }
+    });
+    let (peer, mut remote) =
+        setup_on(counted, b, vec![burst], &[("aa", 1)], PeerConfig::default()).await;
+    let before = writes.load(std::sync::atomic::Ordering::SeqCst);
+    for i in 0..BURST {
+        let msg = read(&mut remote).await;
+        assert_eq!(msg.code, 0x10, "message {i}");
+        assert_eq!(
+            &msg.payload[..],
+            &i.to_be_bytes(),
+            "message {i} out of order"
+        );
+    }
+    let burst_writes = writes.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        (1..=10).contains(&burst_writes),
+        "{BURST} messages took {burst_writes} writes to the stream"
+    );
+    remote.writer.write(0x11, b"ask").await.expect("request");
+    let answer = read(&mut remote).await;
+    assert_eq!((answer.code, &answer.payload[..]), (0x11, &b"ask"[..]));
+    peer.disconnect(DisconnectReason::ClientQuitting);
+    assert_eq!(peer.closed().await.reason, DisconnectReason::ClientQuitting);
 }

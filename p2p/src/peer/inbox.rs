@@ -76,6 +76,11 @@ impl Inbox {
         self.reader.wake();
     }
 
+    /// Whether no message waits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.state().queue.is_empty()
+    }
+
     /// Whether more than half of its slots are taken.
     pub(super) fn over_half_full(&self) -> bool {
         let state = self.state();

@@ -12,9 +12,12 @@
 //!
 //! **The write-start token.** Every write (protocol messages, pings, pongs, the final
 //! Disconnect) goes through one per-peer async mutex around the link's writer. Holding
-//! the guard *is* holding the token: exactly one message is on the wire at a time, the
-//! token returns when the write completes (the guard drops), and waiters are served in
-//! FIFO order. A write error ends the peer.
+//! the guard *is* holding the token: exactly one message is sealed at a time, frames leave
+//! in that order, the token returns once the frame is sealed (the guard drops), and waiters
+//! are served in FIFO order. Sealed frames are coalesced: the supervisor writes what a
+//! burst of writes queued in one write to the socket once the writer yields, and a
+//! protocol answering with nothing left to read writes at once (see `token`). A write
+//! error ends the peer.
 //!
 //! One job per module: [`PeerConfig`] (`config`), [`CloseReason`] (`close`), the token
 //! (`token`), the read loop and routing (`read_loop`), pings and pongs (`liveness`),
@@ -104,6 +107,10 @@ struct Shared {
     config: PeerConfig,
     /// The write-start token: hold the guard to write one message.
     writer: tokio::sync::Mutex<ConnWriter>,
+    /// A write has queued frames the supervisor has not flushed yet.
+    flush_requested: AtomicBool,
+    /// Wakes the supervisor to flush.
+    flush_wanted: tokio::sync::Notify,
     closing: CancellationToken,
     /// Set (before `closing` is cancelled) by the first close: a flag any task can read
     /// without the token's lock.

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 
 use super::metrics::ProtoCounters;
+use super::token::Flush;
 use super::Peer;
 use crate::capability::SharedCapability;
 use crate::protocol::{Msg, ProtocolError};
@@ -89,9 +90,17 @@ impl ProtoRw {
         }
     }
 
-    /// Write one message (see [`ProtoWriter::write`]).
+    /// Write one message (see [`ProtoWriter::write`]). With no message of this protocol
+    /// waiting to be read, the protocol is about to wait for the remote: the message (and
+    /// whatever was queued before it) is written at once rather than coalesced, so an answer
+    /// to a lone request loses no time.
     pub async fn write(&self, code: u64, payload: &[u8]) -> Result<(), ProtocolError> {
-        self.writer.write(code, payload).await
+        let flush = if self.inbox.is_empty() {
+            Flush::Now
+        } else {
+            Flush::Soon
+        };
+        self.writer.write_with(code, payload, flush).await
     }
 
     /// A cloneable writer for this protocol.
@@ -152,8 +161,22 @@ pub(crate) fn drain(inbox: &Inbox, peer: &Peer, queued_bytes: &AtomicUsize) {
 impl ProtoWriter {
     /// Write one message with code `code` (relative to the protocol). Rejects
     /// `code >= length` with [`ProtocolError::InvalidCode`]; then waits for the peer's
-    /// write-start token, writes, and gives the token back. A write error ends the peer.
+    /// write-start token, seals the message, and gives the token back.
+    ///
+    /// The sealed message is coalesced with others written before the writing task yields:
+    /// the peer's supervisor writes them to the socket together as soon as it does (see
+    /// [`Peer`](super::Peer)). Once a peer's queued bytes pass 64 KiB the writer writes them
+    /// itself, waiting for the socket. A write error ends the peer.
     pub async fn write(&self, code: u64, payload: &[u8]) -> Result<(), ProtocolError> {
+        self.write_with(code, payload, Flush::Soon).await
+    }
+
+    async fn write_with(
+        &self,
+        code: u64,
+        payload: &[u8],
+        flush: Flush,
+    ) -> Result<(), ProtocolError> {
         if code >= self.cap.length {
             return Err(ProtocolError::InvalidCode {
                 code,
@@ -162,7 +185,7 @@ impl ProtoWriter {
         }
         let shared = &self.peer.shared;
         let size = shared
-            .write_message(self.cap.offset + code, payload)
+            .write_message(self.cap.offset + code, payload, flush)
             .await
             .ok_or(ProtocolError::PeerClosed)?;
         self.counters.egress(code, size);

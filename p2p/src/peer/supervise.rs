@@ -85,6 +85,8 @@ impl Peer {
             snappy: conn.writer.snappy_enabled(),
             config,
             writer: tokio::sync::Mutex::new(conn.writer),
+            flush_requested: AtomicBool::new(false),
+            flush_wanted: Notify::new(),
             closing: CancellationToken::new(),
             closed: AtomicBool::new(false),
             inboxes: lanes.iter().map(|l| l.inbox.clone()).collect(),
@@ -209,17 +211,29 @@ async fn supervise(
         );
     }
 
-    // Keep the peer alive (pings, pongs) until the first failure, or a protocol ending,
-    // which also closes.
-    loop {
-        tokio::select! {
-            _ = shared.closing.cancelled() => break,
-            // A protocol task that panicked never called close(): a subprotocol error.
-            Some(Err(e)) = protos.join_next() => {
-                shared.close(DisconnectReason::SubprotocolError, false, format!("protocol task failed: {e}"));
-                break;
+    // Flush what protocols queue, and keep the peer alive (pings, pongs), until the first
+    // failure, or a protocol ending, which also closes. A flush happens once per burst of
+    // writes, so its branch leaves the others' futures in place (no timers re-armed).
+    let closing = shared.closing.clone();
+    let mut closing = std::pin::pin!(closing.cancelled());
+    'alive: loop {
+        let mut step = std::pin::pin!(liveness.step(&shared));
+        loop {
+            tokio::select! {
+                biased;
+                _ = closing.as_mut() => break 'alive,
+                _ = shared.flush_wanted.notified() => {
+                    if !shared.flush().await {
+                        break 'alive;
+                    }
+                }
+                // A protocol task that panicked never called close(): a subprotocol error.
+                Some(Err(e)) = protos.join_next() => {
+                    shared.close(DisconnectReason::SubprotocolError, false, format!("protocol task failed: {e}"));
+                    break 'alive;
+                }
+                alive = step.as_mut() => if alive { break } else { break 'alive },
             }
-            alive = liveness.step(&shared) => if !alive { break },
         }
     }
     let reason = shared.close_reason().unwrap_or(CloseReason {
