@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use secp256k1::SecretKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -236,11 +236,21 @@ impl ConnReader {
         let body_len = FrameOpener::body_len(size);
         // Charged before a byte of the body is stored: the header's claim is paid up front.
         let mut frame_charge = charge(self.budget.as_ref(), body_len).await?;
-        let mut body = vec![0u8; body_len];
-        self.io
-            .read_exact(&mut body)
-            .await
-            .map_err(FrameError::Io)?;
+        // Read into spare capacity rather than a zeroed buffer: memory is touched only as
+        // bytes arrive, so a header claiming 16 MiB and then stalling costs its charge in
+        // the budget, not 16 MiB of resident memory (and a bulk frame skips a memset).
+        let mut body = Vec::with_capacity(body_len);
+        while body.len() < body_len {
+            let want = body_len - body.len();
+            let n = self
+                .io
+                .read_buf(&mut (&mut body).limit(want))
+                .await
+                .map_err(FrameError::Io)?;
+            if n == 0 {
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()).into());
+            }
+        }
         self.opener.open_body(&mut body)?;
         // tokio's clock, so that timing decisions taken from it (the ping bucket) follow a
         // paused or simulated clock too; it is the wall clock under a normal runtime.
