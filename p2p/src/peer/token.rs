@@ -12,6 +12,8 @@
 
 use std::sync::atomic::Ordering;
 
+use tokio::sync::MutexGuard;
+
 use super::Shared;
 use crate::base::DisconnectReason;
 use crate::conn::ConnWriter;
@@ -40,15 +42,7 @@ impl Shared {
         payload: &[u8],
         flush: Flush,
     ) -> Option<usize> {
-        // Free most of the time: taken without a closing future (a lock on the token's tree).
-        let mut writer = match self.writer.try_lock() {
-            Ok(w) => w,
-            Err(_) => tokio::select! {
-                biased;
-                _ = self.closing.cancelled() => return None,
-                w = self.writer.lock() => w,
-            },
-        };
+        let mut writer = self.take_token().await?;
         // The token may have been handed over just as the peer started closing.
         if self.is_closing() {
             return None;
@@ -76,15 +70,23 @@ impl Shared {
 
     /// Write what the link has queued (the supervisor's side of coalescing).
     pub(super) async fn flush(&self) -> bool {
-        let mut writer = match self.writer.try_lock() {
-            Ok(w) => w,
-            Err(_) => tokio::select! {
-                biased;
-                _ = self.closing.cancelled() => return false,
-                w = self.writer.lock() => w,
-            },
-        };
-        self.flush_locked(&mut writer).await
+        match self.take_token().await {
+            Some(mut writer) => self.flush_locked(&mut writer).await,
+            None => false,
+        }
+    }
+
+    /// Take the write-start token (FIFO), or `None` if the peer closes first.
+    async fn take_token(&self) -> Option<MutexGuard<'_, ConnWriter>> {
+        // Free most of the time: taken without a closing future (a lock on the token's tree).
+        if let Ok(writer) = self.writer.try_lock() {
+            return Some(writer);
+        }
+        tokio::select! {
+            biased;
+            _ = self.closing.cancelled() => None,
+            writer = self.writer.lock() => Some(writer),
+        }
     }
 
     /// Write what is queued, holding the token, within the write timeout; a failed or
