@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use secp256k1::SecretKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -174,6 +174,7 @@ impl Conn {
                 sealer,
                 // Allocated by the first write: an idle link holds no send buffer.
                 buf: BytesMut::new(),
+                sent: 0,
                 id: BytesMut::with_capacity(9),
                 snappy: None,
             },
@@ -322,10 +323,16 @@ async fn charge(holder: Option<&Holder>, n: usize) -> Result<Option<Charge>, Con
 pub struct ConnWriter {
     io: BoxWrite,
     sealer: FrameSealer,
+    /// Sealed frames; `buf[sent..]` is still to be written.
     buf: BytesMut,
+    /// How much of `buf` the socket has taken (kept across a cancelled flush).
+    sent: usize,
     id: BytesMut,
     snappy: Option<Snappy>,
 }
+
+/// The send buffer a link keeps between writes: pings, pongs and small messages fit.
+const KEEP_SEND_BUFFER: usize = 4 * 1024;
 
 impl ConnWriter {
     /// Turn snappy compression on (after both Hellos say version 5 or more).
@@ -364,22 +371,26 @@ impl ConnWriter {
 
     /// Bytes sealed and not yet written.
     pub fn queued(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.sent
     }
 
-    /// Write everything queued. Cancel-safe: what was written is dropped from the buffer as
-    /// it goes, so a later call continues where this one stopped.
+    /// Write everything queued. Cancel-safe: what was written is counted as it goes, so a
+    /// later call continues where this one stopped.
     pub async fn flush_queued(&mut self) -> Result<(), ConnError> {
-        while !self.buf.is_empty() {
-            let n = self.io.write(&self.buf).await?;
+        while let Some(rest) = self.buf.get(self.sent..).filter(|r| !r.is_empty()) {
+            let n = self.io.write(rest).await?;
             if n == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
             }
-            self.buf.advance(n);
+            self.sent += n;
         }
+        self.buf.clear();
+        self.sent = 0;
         self.io.flush().await?;
-        // Keep the buffer from holding on to a one-off giant frame (or burst) forever.
-        if self.buf.capacity() > 256 * 1024 {
+        // A burst (up to the coalescing bound and beyond) must not stay with a link that
+        // goes quiet: beyond what a few small messages need, the buffer goes back to the
+        // allocator once written, and the next burst allocates afresh.
+        if self.buf.capacity() > KEEP_SEND_BUFFER {
             self.buf = BytesMut::new();
         }
         Ok(())
@@ -389,5 +400,52 @@ impl ConnWriter {
     pub async fn shutdown(&mut self) -> Result<(), ConnError> {
         self.io.shutdown().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link over memory, both ends through the real handshake.
+    async fn pair() -> (Conn, Conn) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let (ka, kb) = (
+            SecretKey::from_slice(&[1; 32]),
+            SecretKey::from_slice(&[2; 32]),
+        );
+        let (ka, kb) = (ka.expect("key"), kb.expect("key"));
+        let id_b = NodeId::from_secret(&kb);
+        let t = Duration::from_secs(5);
+        let (ca, cb) = tokio::join!(Conn::initiate(a, &ka, &id_b, t), Conn::accept(b, &kb, t));
+        (ca.expect("initiate"), cb.expect("accept"))
+    }
+
+    /// A burst of queued frames leaves in order, and the buffer it took is not kept.
+    #[tokio::test]
+    async fn a_burst_is_written_in_order_and_its_buffer_released() {
+        let (mut a, mut b) = pair().await;
+        let payload = vec![0xab; 1_000];
+        for code in 0x10..0x50u64 {
+            a.writer.queue(code, &payload).expect("queue");
+        }
+        assert!(a.writer.queued() > 64 * 1_000, "64 frames queued");
+        a.writer.flush_queued().await.expect("flush");
+        assert_eq!(a.writer.queued(), 0);
+        assert!(
+            a.writer.buf.capacity() <= KEEP_SEND_BUFFER,
+            "kept {} bytes after the burst",
+            a.writer.buf.capacity()
+        );
+        for code in 0x10..0x50u64 {
+            let msg = b.reader.read().await.expect("read");
+            assert_eq!((msg.code, msg.payload.len()), (code, 1_000));
+        }
+        // A small message keeps its small buffer: no allocation per ping.
+        a.writer.write(0x10, b"\x80").await.expect("small write");
+        let kept = a.writer.buf.capacity();
+        assert!(kept > 0 && kept <= KEEP_SEND_BUFFER, "kept {kept} bytes");
+        a.writer.write(0x11, b"\x80").await.expect("small write");
+        assert_eq!(a.writer.buf.capacity(), kept, "the same buffer, reused");
     }
 }
