@@ -169,6 +169,8 @@ impl Shared {
             end.ended = Some(reason.clone());
             end.hook.take()
         };
+        // Published when this scope ends, also if the hook panics: `closed()` must return.
+        let _publish = Publish(self, Some(reason.clone()));
         if let Some(hook) = hook {
             hook(
                 &Peer {
@@ -177,7 +179,15 @@ impl Shared {
                 &reason,
             );
         }
-        self.done.send_replace(Some(reason));
+    }
+}
+
+/// Publishes a peer's end when dropped.
+struct Publish<'a>(&'a Shared, Option<CloseReason>);
+
+impl Drop for Publish<'_> {
+    fn drop(&mut self) {
+        self.0.done.send_replace(self.1.take());
     }
 }
 
@@ -331,5 +341,33 @@ impl Peer {
                     });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::base::DisconnectReason;
+    use crate::pipe::linked_peers;
+    use crate::protocol::Protocol;
+
+    /// An end hook that panics still lets `closed()` return, with the reason.
+    #[tokio::test]
+    async fn a_panicking_end_hook_does_not_hide_the_end() {
+        let idle = Protocol::new("idle", 1, 1, |_peer, mut rw| async move {
+            loop {
+                rw.read().await?;
+            }
+        });
+        let (a, _b) = linked_peers(std::slice::from_ref(&idle), std::slice::from_ref(&idle))
+            .await
+            .expect("linked");
+        a.on_end(|_, _| panic!("hook failed"));
+        a.disconnect(DisconnectReason::ClientQuitting);
+        let reason = tokio::time::timeout(Duration::from_secs(5), a.closed())
+            .await
+            .expect("closed() returns although the hook panicked");
+        assert_eq!(reason.reason, DisconnectReason::ClientQuitting);
     }
 }
